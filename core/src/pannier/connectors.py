@@ -1,0 +1,176 @@
+"""The contract between the kernel and connector plugins.
+
+A connector plugin contributes :class:`ConnectorType` objects through the
+``pannier_register_connectors`` hook. The kernel builds one connector instance per deployed
+channel connector by calling ``ConnectorType.factory(setup)``.
+
+* A **source** connector (``mode="source"``) receives messages from the outside world and hands
+  each one to the kernel with ``await dispatcher.dispatch(raw)``. That call returns only after the
+  message is durably stored and processed as the channel's response settings require, with the
+  response (for example an HL7 ACK) the connector should send back.
+* A **destination** connector (``mode="destination"``) delivers one message per
+  ``await send(request)`` call and says how it went with a :class:`Response`.
+
+Connectors run on trio. Blocking work (file or database I/O) goes to a worker thread with
+``trio.to_thread.run_sync``; a connector never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import trio
+
+from pannier.model.status import Status
+
+ConnectorMode = Literal["source", "destination"]
+
+
+@dataclass(frozen=True)
+class Response:
+    """The outcome of sending a message, or the response a source returns to its client.
+
+    Mirrors Mirth's ``Response`` (stored as content type RESPONSE). ``status`` is SENT, ERROR,
+    QUEUED or FILTERED; anything else is treated as ERROR, as Mirth's ``Response.fixStatus`` does.
+    """
+
+    status: Status
+    message: str = ""
+    status_message: str = ""
+    error: str = ""
+
+
+@dataclass
+class RawMessage:
+    """A message as a source connector received it.
+
+    ``content`` is text, or bytes for binary sources. ``source_map`` carries what the connector
+    knows about where the message came from (remote address, file name, HTTP headers...); it is
+    stored as the SOURCE_MAP content and visible to scripts.
+    """
+
+    content: str | bytes
+    source_map: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    """What :meth:`Dispatcher.dispatch` returns to the source connector.
+
+    ``response`` is the selected response to write back (``None`` when the channel responds
+    with nothing); ``message_id`` is the stored message's id (``None`` when storage failed
+    before an id was given).
+    """
+
+    message_id: int | None
+    response: Response | None
+
+
+class Dispatcher(Protocol):
+    """Handed to a source connector's ``run``: the door into the channel."""
+
+    async def dispatch(self, raw: RawMessage) -> DispatchResult:
+        """Store and process one message; return once the response is known.
+
+        Safe to call concurrently from many tasks (one per client connection, say). Raises
+        :class:`ChannelStoppedError` when the channel is stopping and takes no new messages.
+        """
+        ...
+
+
+class ChannelStoppedError(Exception):
+    """The channel is stopping or stopped and accepts no new messages."""
+
+
+@dataclass(frozen=True)
+class ConnectorSetup:
+    """Everything the kernel tells a connector when it builds it for a deployed channel."""
+
+    channel_id: str
+    channel_name: str
+    metadata_id: int
+    """0 for the source, the destination's ``metaDataId`` otherwise."""
+    name: str
+    """"Source" for the source connector, the destination's name otherwise."""
+    properties: Mapping[str, Any]
+    """The connector's properties: the type's defaults overlaid by the channel's values."""
+    report_state: Callable[[str, Mapping[str, Any]], None]
+    """Call ``report_state("idle" | "receiving" | "sending" | "connected" | ..., details)`` on every
+    state change; the kernel forwards it to the ``pannier_connector_state_changed`` observers."""
+    base_directory: str = "."
+    """Directory that relative paths in properties are resolved against (the config file's)."""
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """One message for a destination connector to deliver.
+
+    ``properties`` are the connector's properties with every ``${...}`` template in the fields
+    the connector type marked as templated already replaced for this message.
+    """
+
+    channel_id: str
+    message_id: int
+    metadata_id: int
+    encoded: str | bytes
+    """The message as the destination's transformer encoded it (what should be sent)."""
+    properties: Mapping[str, Any]
+    maps: Mapping[str, Any] = field(default_factory=dict)
+    """A read-only merged view of the message's maps (connector, channel, source)."""
+
+
+class SourceConnector(ABC):
+    """Base class for source connectors."""
+
+    @abstractmethod
+    async def run(
+        self,
+        dispatcher: Dispatcher,
+        *,
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Receive messages until cancelled.
+
+        Call ``task_status.started(info)`` once the connector is ready to receive (for a listener:
+        the port is bound; ``info`` may carry the bound address, useful with port 0). The kernel
+        starts sources with ``await nursery.start(connector.run, dispatcher)``, so "started" means
+        ready. Stopping the channel cancels this task; clean up in ``finally`` blocks.
+        """
+
+
+class DestinationConnector(ABC):
+    """Base class for destination connectors."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Prepare to send (open pools, check configuration). Called once at channel start."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Release what ``start`` acquired. Called once at channel stop."""
+
+    @abstractmethod
+    async def send(self, request: SendRequest) -> Response:
+        """Deliver one message and report the outcome.
+
+        Return ``Response(Status.SENT, ...)`` on success, ``Status.ERROR`` (with ``error``) on a
+        failure the kernel should record, or ``Status.QUEUED`` to ask for a retry later. An
+        exception is treated as ERROR with its text as the error.
+        """
+
+
+@dataclass(frozen=True)
+class ConnectorType:
+    """A kind of connector a plugin provides, named as in Mirth ("TCP Listener", "File Writer")."""
+
+    transport_name: str
+    mode: ConnectorMode
+    factory: Callable[[ConnectorSetup], SourceConnector | DestinationConnector]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    """Every property the connector understands, with its default value."""
+    templated: frozenset[str] = frozenset()
+    """Destination properties whose ``${...}`` templates the kernel replaces per message."""
+    description: str = ""
+    mirth_properties_class: str | None = None
+    """Mirth's properties class (``com.mirth.connect.connectors.tcp.TcpReceiverProperties``)."""

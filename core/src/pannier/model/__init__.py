@@ -1,0 +1,1 @@
+"""Pannier's data model: statuses, content types, channels, messages."""
