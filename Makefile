@@ -1,0 +1,36 @@
+# Pannier — every target bootstraps what it needs on a fresh machine with Python 3.11 and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Every workspace distribution: the kernel and each plugin folder that has a pyproject.toml.
+DISTS  := core $(patsubst %/pyproject.toml,%,$(wildcard connectors/*/pyproject.toml datatypes/*/pyproject.toml backends/*/pyproject.toml plugins/*/pyproject.toml))
+CONFIG ?= examples/pannier.toml
+
+.PHONY: setup run test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(DISTS:%=%/pyproject.toml)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Pannier needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(foreach d,$(DISTS),-e ./$(d)) -e '.[dev]'
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/pannier run --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
