@@ -66,7 +66,9 @@ class Transformer:
 class SourceSettings:
     """Mirth's ``sourceConnectorProperties``."""
 
-    responseVariable: str = RESPONSE_NONE
+    responseVariable: str = ""
+    """Empty means the source connector type's default (TCP Listener: after source
+    transformer; most others: None), as each Mirth properties class sets its own."""
     respondAfterProcessing: bool = True
     """True (the default) means the source queue is off: respond after processing."""
     processBatch: bool = False

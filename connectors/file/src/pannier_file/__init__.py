@@ -1,0 +1,1 @@
+"""Pannier's file connectors."""

@@ -1,0 +1,89 @@
+"""The "File Writer" destination: writes each message to a file named by a template.
+
+Properties (Mirth's ``FileDispatcherProperties``; ``host`` is called ``directory`` here):
+
+* ``directory`` — where files go; relative paths are relative to the config file's folder.
+* ``outputPattern`` — the file name, with ``${...}`` templates. Mirth's default is empty;
+  Pannier's is ``${message.messageId}.txt`` so that messages never land in one file by
+  accident.
+* ``outputAppend`` — append to an existing file instead of replacing it (Mirth default: true).
+* ``errorOnExists`` — fail when the file exists (and ``outputAppend`` is false).
+* ``temporary`` — write to a temporary file and rename it into place, so readers never see
+  a half-written file.
+* ``charsetEncoding`` — text encoding (``DEFAULT_ENCODING`` means UTF-8).
+* ``template`` — what to write (default ``${message.encodedData}``, the encoded message).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from pannier import ConnectorSetup, DestinationConnector, Response, SendRequest, Status
+
+DEFAULTS: dict[str, Any] = {
+    "directory": "",
+    "outputPattern": "${message.messageId}.txt",
+    "outputAppend": True,
+    "errorOnExists": False,
+    "temporary": False,
+    "charsetEncoding": "DEFAULT_ENCODING",
+    "template": "${message.encodedData}",
+}
+TEMPLATED = frozenset({"directory", "outputPattern", "template"})
+
+
+def _encoding(name: str) -> str:
+    return "utf-8" if name in ("", "DEFAULT_ENCODING") else name
+
+
+class FileWriter(DestinationConnector):
+    def __init__(self, setup: ConnectorSetup) -> None:
+        self.setup = setup
+        self.base = Path(setup.base_directory)
+        "".encode(_encoding(str(setup.properties["charsetEncoding"])))  # fail at deploy
+
+    async def send(self, request: SendRequest) -> Response:
+        properties = request.properties
+        directory = self.base / str(properties["directory"])
+        name = str(properties["outputPattern"])
+        if not name or Path(name).name != name:
+            return Response(Status.ERROR, error=f"File Writer: output file name {name!r} must "
+                            f"be a plain file name (no directories)")
+        path = directory / name
+        template = str(properties["template"])
+        content = template if template else request.encoded
+        data = content.encode(_encoding(str(properties["charsetEncoding"]))) \
+            if isinstance(content, str) else content
+        self.setup.report_state("sending", {"file": str(path)})
+        try:
+            await trio.to_thread.run_sync(
+                _write, path, data, bool(properties["outputAppend"]),
+                bool(properties["errorOnExists"]), bool(properties["temporary"]))
+        except OSError as exc:
+            return Response(Status.ERROR, error=f"File Writer: cannot write {path}: "
+                            f"{exc.strerror or exc}")
+        finally:
+            self.setup.report_state("idle", {})
+        return Response(Status.SENT, status_message=f"File successfully written: {path}")
+
+
+def _write(path: Path, data: bytes, append: bool, error_on_exists: bool,
+           temporary: bool) -> None:
+    if error_on_exists and not append and path.exists():
+        raise FileExistsError(17, "file already exists", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if temporary:
+        tmp = path.with_name(f".{path.name}.tmp")
+        existing = path.read_bytes() if append and path.exists() else b""
+        with open(tmp, "wb") as handle:
+            handle.write(existing + data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        return
+    with open(path, "ab" if append else "wb") as handle:
+        handle.write(data)

@@ -1,0 +1,1 @@
+"""The ``pannier`` command line."""

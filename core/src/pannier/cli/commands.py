@@ -1,0 +1,160 @@
+"""The kernel's own commands: ``run``, ``plugins``, ``config check``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import trio
+
+from pannier.config import Config, ConfigError, load_config
+from pannier.extensions import CliCommand
+from pannier.model.channel_file import ChannelFormatError
+from pannier.plugins import (
+    PluginError,
+    describe_contributions,
+    load_plugins,
+    new_plugin_manager,
+)
+
+log = logging.getLogger("pannier.cli")
+
+
+def _add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", "-c", metavar="FILE",
+        help="configuration file (default: $PANNIER_CONFIG, else ./pannier.toml if present)")
+
+
+def config_path(args: argparse.Namespace) -> str | None:
+    if args.config:
+        return str(args.config)
+    if os.environ.get("PANNIER_CONFIG"):
+        return os.environ["PANNIER_CONFIG"]
+    return "pannier.toml" if Path("pannier.toml").exists() else None
+
+
+def fail(message: str) -> int:
+    print(f"pannier: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _configure_logging(config: Config) -> None:
+    logging.basicConfig(level=config["logging.level"],
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pannier.engine import Engine
+
+    try:
+        config = load_config(config_path(args))
+        _configure_logging(config)
+        engine = Engine(config)
+    except (ConfigError, PluginError, ChannelFormatError) as exc:
+        return fail(str(exc))
+
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, engine)
+            await nursery.start(engine.run)
+            for deployed in engine.channels.values():
+                log.info("channel %r listening: %s", deployed.channel.name, deployed.bound)
+            await _wait_for_engine(engine)
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(serve)
+    except (ConfigError, ChannelFormatError) as exc:
+        return fail(str(exc))
+    return 1 if engine.deploy_errors and not engine.channels else 0
+
+
+async def _wait_for_engine(engine: object) -> None:
+    stop = getattr(engine, "_stop")
+    await stop.wait()
+    await trio.sleep(0)
+
+
+async def _stop_on_signal(engine: object) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s: draining and stopping", signal.Signals(signum).name)
+            engine.request_stop()  # type: ignore[attr-defined]
+            break
+
+
+# --- plugins -------------------------------------------------------------------------------------
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    pm = new_plugin_manager()
+    try:
+        infos = load_plugins(pm)
+    except PluginError as exc:
+        return fail(str(exc))
+    describe_contributions(pm, infos)
+    if args.json:
+        print(json.dumps([info.__dict__ for info in infos], indent=2))
+        return 0
+    for info in infos:
+        status = f"  BROKEN: {info.error}" if info.error else ""
+        print(f"{info.name}  ({info.distribution} {info.version}){status}")
+        for label, items in info.contributes.items():
+            print(f"    {label}: {', '.join(items)}")
+    return 0
+
+
+def _configure_plugins(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+# --- config check --------------------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> int:
+    from pannier.engine import DeployError, Engine
+
+    if args.action != "check":
+        return fail(f"unknown config action {args.action!r}")
+    try:
+        config = load_config(config_path(args))
+        engine = Engine(config)
+        channels = engine.channels_from_config()
+        for channel in channels:
+            engine.prepare(channel)
+    except (ConfigError, PluginError, ChannelFormatError, DeployError) as exc:
+        return fail(str(exc))
+    if args.show:
+        print(json.dumps(config.redacted(), indent=2, default=str))
+    source = config.path or "defaults and environment"
+    print(f"configuration OK ({source}): {len(channels)} channel(s), database "
+          f"{config.redacted()['database']['url']}, server id {engine.server_id}")
+    return 0
+
+
+def _configure_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["check"], help="check: validate the configuration, "
+                        "plugins and channel files without starting anything")
+    parser.add_argument("--show", action="store_true",
+                        help="also print the effective configuration (secrets hidden)")
+    _add_config_argument(parser)
+
+
+def core_commands() -> list[CliCommand]:
+    return [
+        CliCommand("run", "start the engine and deploy the configured channels",
+                   _add_config_argument, _run),
+        CliCommand("plugins", "list installed plugins and what each contributes",
+                   _configure_plugins, _plugins),
+        CliCommand("config", "check the configuration (pannier config check)",
+                   _configure_config, _config),
+    ]

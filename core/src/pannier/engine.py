@@ -1,0 +1,288 @@
+"""The engine: one trio nursery owning the store, the bus, services and deployed channels.
+
+Start-up order: plugins load and are checked; configuration is validated against what they
+declare; the store opens (schema created in standalone mode); the bus and services start;
+channels deploy. Shutdown (``request_stop``, SIGTERM/SIGINT in ``pannier run``) runs it
+backwards: sources stop taking messages, in-flight messages drain under
+``engine.drain_seconds``, channels stop, services and the bus stop, the store closes.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from pannier.bus import ClusterBus
+from pannier.config import Config, ConfigError
+from pannier.connectors import ConnectorSetup, ConnectorType, DestinationConnector, SourceConnector
+from pannier.maps import MapBackend
+from pannier.model.channel import Channel, Connector
+from pannier.model.channel_file import load_channel_file
+from pannier.model.status import Status
+from pannier.plugins import (
+    PluginError,
+    PluginInfo,
+    build_registry,
+    call_each,
+    load_plugins,
+    new_plugin_manager,
+    notify,
+)
+from pannier.runtime.channel import DeployedChannel, DestinationRuntime, MessageContext
+from pannier.store.store import Store, new_server_id
+
+log = logging.getLogger("pannier.engine")
+
+
+class DeployError(Exception):
+    """A channel cannot be deployed; the text names the channel and the reason."""
+
+
+def check_properties(where: str, defaults: Mapping[str, Any],
+                     given: Mapping[str, Any]) -> dict[str, Any]:
+    """Overlay ``given`` on ``defaults``; unknown keys and wrong types are errors."""
+    merged = dict(defaults)
+    for key, value in given.items():
+        if key not in defaults:
+            raise DeployError(f"{where}: unknown property {key!r}; expected one of: "
+                              f"{', '.join(sorted(defaults)) or 'none'}")
+        default = defaults[key]
+        if default is not None and not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int)):
+            raise DeployError(f"{where}.{key} = {value!r}: expected a value like "
+                              f"{default!r} ({type(default).__name__})")
+        merged[key] = value
+    return merged
+
+
+def read_server_id(config: Config) -> str:
+    """The configured server id, else the one kept in ``<data_dir>/server.id`` (Mirth's
+    ``server.id=<uuid>`` format), generated and written on first start."""
+    configured = config["server.id"]
+    if configured:
+        return str(configured)
+    path = config.data_dir / "server.id"
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "server.id" and value.strip():
+                return value.strip()
+    server_id = new_server_id()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"server.id={server_id}\n", encoding="utf-8")
+    return server_id
+
+
+class Engine:
+    """One Pannier engine. Build it, then ``await nursery.start(engine.run)``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.pm = new_plugin_manager()
+        self.plugins: list[PluginInfo] = load_plugins(
+            self.pm, enabled=config["plugins.enabled"], required=config["plugins.required"])
+        self.registry = build_registry(self.pm)
+        config.check_plugin_sections(self.registry.config_defaults)
+        self.map_backend: MapBackend = self._select(
+            "cluster.map_backend", self.registry.map_backend).factory(
+            config.plugin_settings(config["cluster.map_backend"]))
+        self.bus: ClusterBus = self._select("cluster.bus", self.registry.cluster_bus).factory(
+            config.plugin_settings(config["cluster.bus"]))
+        allocator_spec = self._select("database.sequence_allocator",
+                                      self.registry.sequence_allocator)
+        self.allocator = allocator_spec.factory(
+            {"block_size": config["database.sequence_block_size"]})
+        self.server_id = read_server_id(config)
+        self.store: Store | None = None
+        self.channels: dict[str, DeployedChannel] = {}
+        self.deploy_errors: dict[str, str] = {}
+        self._stop = trio.Event()
+        self._finish_observers = bool(self.pm.hook.pannier_message_finished.get_hookimpls())
+        self.ready = False
+
+    def _select(self, key: str, lookup: Any) -> Any:
+        try:
+            return lookup(self.config[key])
+        except PluginError as exc:
+            raise ConfigError(f"{key} = {self.config[key]!r}: {exc}") from None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (idempotent)."""
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED,
+                  ) -> None:
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(config.database_url, self.server_id, self.allocator,
+                      pool_size=config["database.pool_size"])
+        self.store = store
+        try:
+            async with trio.open_nursery() as root:
+                await root.start(store.run)
+                if config["database.mode"] in ("standalone", "auto"):
+                    await store.create_schema()
+                await root.start(self.bus.run)
+                for plugin, services in call_each(self.pm, "pannier_register_services",
+                                                  {"engine": self}):
+                    for service in services or ():
+                        log.info("starting service %s from plugin %s", service.name, plugin)
+                        await root.start(service.run, self)
+                async with trio.open_nursery() as channel_nursery:
+                    for channel in self.channels_from_config():
+                        await self.deploy(channel, channel_nursery)
+                    self.ready = True
+                    notify(self.pm, "pannier_engine_started", engine=self)
+                    log.info("engine %s started with %d channel(s)", self.server_id,
+                             len(self.channels))
+                    task_status.started(self)
+                    await self._stop.wait()
+                    self.ready = False
+                    notify(self.pm, "pannier_engine_stopping", engine=self)
+                    await self._drain_all()
+                    channel_nursery.cancel_scope.cancel()
+                for channel_id in list(self.channels):
+                    self.channels.pop(channel_id)
+                    notify(self.pm, "pannier_channel_undeployed", engine=self,
+                           channel_id=channel_id)
+                root.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.map_backend.aclose()
+                await store.aclose()
+            log.info("engine %s stopped", self.server_id)
+
+    async def _drain_all(self) -> None:
+        deadline = trio.current_time() + self.config["engine.drain_seconds"]
+        async with trio.open_nursery() as nursery:
+            for deployed in self.channels.values():
+                nursery.start_soon(deployed.drain, deadline)
+
+    # --- channels ----------------------------------------------------------------------------
+
+    def channels_from_config(self) -> list[Channel]:
+        """Channels from the files ``[channels] paths`` names, in path order."""
+        channels = []
+        for pattern in self.config["channels.paths"]:
+            full = str(self.config.resolve_path(pattern))
+            matches = sorted(glob.glob(full)) if glob.has_magic(full) else [full]
+            for path in matches:
+                if not Path(path).exists():
+                    raise ConfigError(f"channels.paths: {pattern!r} names {path}, which does "
+                                      f"not exist")
+                channels.append(load_channel_file(path))
+        return channels
+
+    async def deploy(self, channel: Channel, nursery: trio.Nursery) -> DeployedChannel | None:
+        """Deploy and start ``channel``; a failure is logged and kept in ``deploy_errors``."""
+        try:
+            deployed = await self._build(channel)
+            await nursery.start(deployed.run)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, (DeployError, PluginError, OSError)) \
+                else f"{type(exc).__name__}: {exc}"
+            log.error("channel %r (%s) failed to deploy: %s", channel.name, channel.id, message)
+            self.deploy_errors[channel.id] = message
+            return None
+        self.channels[channel.id] = deployed
+        log.info("channel %r deployed (%s)", channel.name, channel.id)
+        notify(self.pm, "pannier_channel_deployed", engine=self, channel=channel)
+        return deployed
+
+    async def _build(self, channel: Channel) -> DeployedChannel:
+        assert self.store is not None
+        source, source_type, datatype, destinations = self.prepare(channel)
+        channel_store = await self.store.open_channel(channel.id)
+        return DeployedChannel(self, channel, channel_store, source, source_type, datatype,
+                               destinations)
+
+    def prepare(self, channel: Channel) -> tuple[SourceConnector, ConnectorType, Any,
+                                                  list[DestinationRuntime]]:
+        """Resolve and check everything a channel needs, without touching the database or
+        the network; raises :class:`DeployError` naming what is wrong."""
+        registry = self.registry
+        where = f"channel {channel.name!r}"
+        source_model = channel.source
+        try:
+            source_type = registry.connector(source_model.transportName, "source")
+        except PluginError as exc:
+            raise DeployError(f"{where} source: {exc}") from None
+        defaults = dict(source_type.defaults)
+        defaults.pop("responseVariable", None)
+        properties = check_properties(f"{where} source.properties", defaults,
+                                      source_model.properties)
+        if not source_model.source.responseVariable:
+            source_model.source.responseVariable = str(
+                source_type.defaults.get("responseVariable", "None"))
+        source = source_type.factory(self._setup(channel, source_model, properties))
+        if not isinstance(source, SourceConnector):
+            raise DeployError(f"{where}: {source_model.transportName!r} did not build a "
+                              f"source connector")
+        datatype = self._datatype(where, source_model)
+
+        destinations = []
+        chain_id = 0
+        order_id = 0
+        for model in channel.enabled_destinations:
+            here = f"{where} destination {model.name!r}"
+            if chain_id == 0 or not model.waitForPrevious:
+                chain_id, order_id = chain_id + 1, 0
+            order_id += 1
+            try:
+                kind: ConnectorType = registry.connector(model.transportName, "destination")
+            except PluginError as exc:
+                raise DeployError(f"{here}: {exc}") from None
+            dest_properties = check_properties(f"{here}.properties", kind.defaults,
+                                               model.properties)
+            model.properties = dest_properties
+            connector = kind.factory(self._setup(channel, model, dest_properties))
+            if not isinstance(connector, DestinationConnector):
+                raise DeployError(f"{here}: {model.transportName!r} did not build a "
+                                  f"destination connector")
+            self._datatype(here, model)
+            destinations.append(DestinationRuntime(
+                model=model, type=kind, connector=connector, chain_id=chain_id,
+                order_id=order_id, templated=tuple(sorted(kind.templated))))
+        return source, source_type, datatype, destinations
+
+    def _datatype(self, where: str, model: Connector) -> Any:
+        try:
+            spec = self.registry.datatype(model.inboundDataType)
+        except PluginError as exc:
+            raise DeployError(f"{where}: {exc}") from None
+        properties = check_properties(f"{where}.inboundProperties", spec.defaults,
+                                      model.inboundProperties)
+        try:
+            return spec.factory(properties)
+        except ValueError as exc:
+            raise DeployError(f"{where}.inboundProperties: {exc}") from None
+
+    def _setup(self, channel: Channel, model: Connector,
+               properties: Mapping[str, Any]) -> ConnectorSetup:
+        def report_state(state: str, details: Mapping[str, Any]) -> None:
+            notify(self.pm, "pannier_connector_state_changed", channel_id=channel.id,
+                   metadata_id=model.metaDataId, state=state, details=details)
+
+        return ConnectorSetup(
+            channel_id=channel.id, channel_name=channel.name, metadata_id=model.metaDataId,
+            name=model.name, properties=properties, report_state=report_state,
+            base_directory=str(self.config.base_dir))
+
+    def notify_message_finished(self, channel_id: str, message_id: int, source_status: Status,
+                                ctx: MessageContext) -> None:
+        """Tell ``pannier_message_finished`` observers; free when there are none."""
+        if not self._finish_observers:
+            return
+        statuses = {0: source_status.value}
+        for key, response in ctx.response_map.items():
+            if key.startswith("d") and key[1:].isdigit():
+                statuses[int(key[1:])] = response.status.value
+        notify(self.pm, "pannier_message_finished", channel_id=channel_id,
+               message_id=message_id, statuses=statuses)

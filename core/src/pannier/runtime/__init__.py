@@ -1,0 +1,1 @@
+"""The channel runtime: deployed channels and the message pipeline (kernel internal)."""

@@ -1,0 +1,429 @@
+"""A deployed channel and its message pipeline.
+
+The synchronous path (source queue off, Mirth's default) makes each message durable in two
+group-committed transactions:
+
+1. **received** — ``D_M``, the source ``D_MM`` row (status R), RAW and SOURCE_MAP content;
+   committed before any processing, so a crash after it is recovered, never lost;
+2. **processed** — the source's final status and content, every destination's row, content and
+   response, the selected response and ``PROCESSED = TRUE``; committed *before* the response is
+   handed back, so a client never holds an ACK for a message the database does not have.
+
+Everything a message needs that does not depend on the message (connector instances, data
+types, compiled statements, storage settings, templates to render) is prepared at deploy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from pannier.connectors import (
+    ChannelStoppedError,
+    ConnectorType,
+    DestinationConnector,
+    DispatchResult,
+    RawMessage,
+    Response,
+    SendRequest,
+    SourceConnector,
+)
+from pannier.datatypes import DataType, MessageParseError
+from pannier.model.channel import Channel, Connector
+from pannier.model.status import ContentType, Status
+from pannier.runtime import xstream
+from pannier.runtime.response import select_response
+from pannier.runtime.storage import StorageSettings, storage_settings
+from pannier.store.statistics import StatisticsAccumulator
+from pannier.store.store import (
+    INSERT_CONNECTOR,
+    INSERT_CONTENT,
+    INSERT_MESSAGE,
+    UPDATE_CONNECTOR,
+    UPDATE_MESSAGE,
+    ChannelStore,
+    Unit,
+)
+from pannier.templates import render_template
+
+if TYPE_CHECKING:
+    from pannier.engine import Engine
+
+log = logging.getLogger("pannier.channel")
+
+STATS_FLUSH_SECONDS = 1.0
+
+
+@dataclass
+class DestinationRuntime:
+    """A destination prepared at deploy."""
+
+    model: Connector
+    type: ConnectorType
+    connector: DestinationConnector
+    chain_id: int
+    order_id: int
+    templated: tuple[str, ...]
+
+
+@dataclass
+class MessageContext:
+    """What one message carries through the pipeline."""
+
+    message_id: int
+    raw: str
+    received: Any
+    source_map: dict[str, Any]
+    channel_map: dict[str, Any] = field(default_factory=dict)
+    response_map: dict[str, Any] = field(default_factory=dict)
+    destination_statuses: list[Status] = field(default_factory=list)
+    stats: list[tuple[int, Status, Status | None]] = field(default_factory=list)
+
+
+class DeployedChannel:
+    """One channel running on this engine: its source, destinations, pipeline and statistics."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        channel: Channel,
+        channel_store: ChannelStore,
+        source: SourceConnector,
+        source_type: ConnectorType,
+        source_datatype: DataType,
+        destinations: list[DestinationRuntime],
+    ) -> None:
+        self.engine = engine
+        self.channel = channel
+        self.id = channel.id
+        self.store = channel_store
+        self.source = source
+        self.source_type = source_type
+        self.datatype = source_datatype
+        self.destinations = destinations
+        self.chains = _group_chains(destinations)
+        self.storage: StorageSettings = storage_settings(channel.properties.messageStorageMode)
+        self.statistics = StatisticsAccumulator()
+        self.server_id = engine.server_id
+        settings = channel.source.source
+        self.response_variable = settings.responseVariable
+        self._process_limit = trio.Semaphore(max(1, settings.processingThreads))
+        self._metadata_columns = [(c.name, c.mappingName)
+                                  for c in channel.properties.metaDataColumns]
+        channel_store.set_metadata_columns(c.name for c in channel.properties.metaDataColumns)
+        self._stopping = False
+        self._inflight = 0
+        self._drained = trio.Event()
+        self._drained.set()
+        self._source_scope = trio.CancelScope()
+        self.state = "deploying"
+        self.bound: Any = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start destinations, the statistics flush and the source; run until cancelled."""
+        started: list[DestinationRuntime] = []
+        try:
+            for destination in self.destinations:
+                await destination.connector.start()
+                started.append(destination)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._flush_statistics_forever)
+                self.bound = await nursery.start(self._run_source)
+                self.state = "started"
+                task_status.started(self.bound)
+        finally:
+            self.state = "stopped"
+            with trio.CancelScope(shield=True):
+                await self._flush_statistics()
+                for destination in started:
+                    try:
+                        await destination.connector.stop()
+                    except Exception:
+                        log.exception("channel %s: stopping destination %r failed",
+                                      self.channel.name, destination.model.name)
+
+    async def _run_source(self, *, task_status: trio.TaskStatus[Any]) -> None:
+        with self._source_scope:
+            await self.source.run(self, task_status=task_status)
+
+    async def drain(self, deadline: float) -> bool:
+        """Stop taking messages, wait for in-flight ones until ``deadline`` (trio time), then
+        close the source. Returns True when every in-flight message finished."""
+        self._stopping = True
+        self.state = "stopping"
+        finished = True
+        with trio.move_on_at(deadline) as scope:
+            await self._drained.wait()
+        if scope.cancelled_caught:
+            finished = False
+            log.warning("channel %s: %d message(s) still in flight at the drain deadline",
+                        self.channel.name, self._inflight)
+        await trio.sleep(0)  # let connection tasks write the responses they just got
+        self._source_scope.cancel()
+        return finished
+
+    # --- the Dispatcher the source connector calls ----------------------------------------------
+
+    async def dispatch(self, raw: RawMessage) -> DispatchResult:
+        if self._stopping:
+            raise ChannelStoppedError(f"channel {self.channel.name!r} is stopping")
+        self._inflight += 1
+        self._drained = self._drained if self._inflight > 1 else trio.Event()
+        try:
+            async with self._process_limit:
+                return await self._process(raw)
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._drained.set()
+
+    # --- the pipeline ---------------------------------------------------------------------------
+
+    async def _process(self, raw_message: RawMessage) -> DispatchResult:
+        content = raw_message.content
+        raw = content if isinstance(content, str) else content.decode("utf-8", "replace")
+        store = self.store.store
+        received = store.now()
+        storage = self.storage
+
+        # Transaction 1: the message as received.
+        first = Unit(new_message_for=self.store)
+        source_map = dict(raw_message.source_map)
+
+        def build_received(message_id: int) -> None:
+            if not storage.enabled:
+                return
+            first.add(INSERT_MESSAGE, self.store.insert_message, {
+                "ID": message_id, "SERVER_ID": self.server_id, "RECEIVED_DATE": received,
+                "PROCESSED": False, "ORIGINAL_ID": None, "IMPORT_ID": None,
+                "IMPORT_CHANNEL_ID": None})
+            first.add(INSERT_CONNECTOR, self.store.insert_connector, {
+                "ID": 0, "MESSAGE_ID": message_id, "SERVER_ID": self.server_id,
+                "RECEIVED_DATE": received, "STATUS": Status.RECEIVED.value,
+                "CONNECTOR_NAME": "Source", "SEND_ATTEMPTS": 0, "SEND_DATE": None,
+                "RESPONSE_DATE": None, "ERROR_CODE": 0, "CHAIN_ID": 0, "ORDER_ID": 0})
+            if storage.store_raw:
+                self._add_content(first, message_id, 0, ContentType.RAW, raw,
+                                  self.datatype.name)
+            if storage.store_maps and source_map:
+                self._add_content(first, message_id, 0, ContentType.SOURCE_MAP,
+                                  xstream.serialize_map(source_map), None)
+
+        first.build = build_received
+        await store.commit(first)
+        assert first.message_id is not None
+        message_id = first.message_id
+        self.statistics.update(0, Status.RECEIVED, None)
+        ctx = MessageContext(message_id, raw, received, source_map)
+
+        # Source filter/transformer. With none configured Mirth skips the executor: the
+        # encoded message is the raw one; the data type still vets the message.
+        second = Unit()
+        connector_map: dict[str, Any] = {}
+        source_error = ""
+        try:
+            self.datatype.validate(raw)
+            connector_map.update(self.datatype.metadata(raw))
+            source_status = Status.TRANSFORMED
+        except MessageParseError as exc:
+            source_status, source_error = Status.ERROR, str(exc)
+        except Exception as exc:  # a data type bug must not take the channel down
+            log.exception("channel %s: data type %s failed", self.channel.name,
+                          self.datatype.name)
+            source_status, source_error = Status.ERROR, f"{type(exc).__name__}: {exc}"
+        ctx.stats.append((0, source_status, Status.RECEIVED))
+        if storage.enabled:
+            if source_status == Status.TRANSFORMED and storage.store_source_encoded:
+                self._add_content(second, message_id, 0, ContentType.ENCODED, raw,
+                                  self.datatype.name)
+            if source_error:
+                self._add_content(second, message_id, 0, ContentType.PROCESSING_ERROR,
+                                  source_error, None)
+            if storage.store_maps and connector_map:
+                self._add_content(second, message_id, 0, ContentType.CONNECTOR_MAP,
+                                  xstream.serialize_map(connector_map), None)
+            if storage.store_custom_metadata:
+                self.store.add_custom_metadata(second, message_id, 0, {
+                    column: connector_map.get(mapping) for column, mapping in
+                    self._metadata_columns})
+
+        if source_status == Status.TRANSFORMED and self.chains:
+            async with trio.open_nursery() as nursery:
+                for chain in self.chains:
+                    nursery.start_soon(self._run_chain, chain, ctx, second, raw)
+
+        response = select_response(
+            self.response_variable, datatype=self.datatype, raw=raw,
+            source_status=source_status, source_error=source_error,
+            destination_statuses=ctx.destination_statuses,
+            destination_count=len(self.destinations), response_map=ctx.response_map)
+
+        # Transaction 2: everything processing produced, the response, PROCESSED = TRUE.
+        if storage.enabled:
+            now = store.now()
+            source_update: dict[str, Any] = {
+                "b_message_id": message_id, "b_metadata_id": 0, "STATUS": source_status.value,
+                "ERROR_CODE": ContentType.PROCESSING_ERROR.error_code if source_error else 0}
+            if response is not None:
+                source_update.update(SEND_ATTEMPTS=1, RESPONSE_DATE=now)
+                if storage.store_sent_response:
+                    self._add_content(second, message_id, 0, ContentType.RESPONSE,
+                                      xstream.serialize_response(response), None)
+            else:
+                source_update.update(SEND_ATTEMPTS=0, RESPONSE_DATE=None)
+            second.add(UPDATE_CONNECTOR, self.store.update_connector, source_update)
+            if storage.store_response_map and ctx.response_map:
+                self._add_content(second, message_id, 0, ContentType.RESPONSE_MAP,
+                                  xstream.serialize_map(ctx.response_map), None)
+            second.add(UPDATE_MESSAGE, self.store.mark_processed, {"b_message_id": message_id})
+        await store.commit(second)
+        for metadata_id, new, previous in ctx.stats:
+            self.statistics.update(metadata_id, new, previous)
+        self.engine.notify_message_finished(self.id, message_id, source_status, ctx)
+        return DispatchResult(message_id=message_id, response=response)
+
+    async def _run_chain(self, chain: list[DestinationRuntime], ctx: MessageContext,
+                         unit: Unit, raw: str) -> None:
+        for destination in chain:
+            await self._run_destination(destination, ctx, unit, raw)
+
+    async def _run_destination(self, destination: DestinationRuntime, ctx: MessageContext,
+                               unit: Unit, raw: str) -> Status:
+        model = destination.model
+        metadata_id = model.metaDataId
+        storage = self.storage
+        encoded = raw  # no destination transformer yet: the source's encoded message
+        properties = self._render_properties(destination, ctx, encoded)
+        send_date = self.store.store.now()
+        request = SendRequest(channel_id=self.id, message_id=ctx.message_id,
+                              metadata_id=metadata_id, encoded=encoded,
+                              properties=properties,
+                              maps={**ctx.source_map, **ctx.channel_map})
+        try:
+            response = await destination.connector.send(request)
+        except Exception as exc:
+            log.warning("channel %s: destination %r failed to send message %d: %s",
+                        self.channel.name, model.name, ctx.message_id, exc)
+            response = Response(Status.ERROR, error=f"{type(exc).__name__}: {exc}")
+        status = _fix_status(response.status, model.queue.queueEnabled)
+        if status != response.status:
+            response = Response(status, response.message, response.status_message,
+                                response.error)
+        ctx.response_map[f"d{metadata_id}"] = response
+        ctx.destination_statuses.append(status)
+        ctx.stats.append((metadata_id, Status.RECEIVED, None))
+        ctx.stats.append((metadata_id, status, Status.RECEIVED))
+        if not storage.enabled:
+            return status
+        message_id = ctx.message_id
+        error = response.error if status == Status.ERROR else ""
+        unit.add(INSERT_CONNECTOR, self.store.insert_connector, {
+            "ID": metadata_id, "MESSAGE_ID": message_id, "SERVER_ID": self.server_id,
+            "RECEIVED_DATE": ctx.received, "STATUS": status.value,
+            "CONNECTOR_NAME": model.name, "SEND_ATTEMPTS": 1, "SEND_DATE": send_date,
+            "RESPONSE_DATE": self.store.store.now(),
+            "ERROR_CODE": ContentType.PROCESSING_ERROR.error_code if error else 0,
+            "CHAIN_ID": destination.chain_id, "ORDER_ID": destination.order_id})
+        if storage.store_destination_encoded:
+            self._add_content(unit, message_id, metadata_id, ContentType.ENCODED, encoded,
+                              model.outboundDataType)
+        if storage.store_sent:
+            self._add_content(unit, message_id, metadata_id, ContentType.SENT,
+                              xstream.serialize_properties(
+                                  destination.type.mirth_properties_class, properties), None)
+        if storage.store_response:
+            self._add_content(unit, message_id, metadata_id, ContentType.RESPONSE,
+                              xstream.serialize_response(response), model.outboundDataType)
+        if error:
+            self._add_content(unit, message_id, metadata_id, ContentType.PROCESSING_ERROR,
+                              error, None)
+        return status
+
+    def _render_properties(self, destination: DestinationRuntime, ctx: MessageContext,
+                           encoded: str) -> Mapping[str, Any]:
+        properties = destination.model.properties
+        if not destination.templated:
+            return properties
+        variables: dict[str, Any] = {
+            **ctx.source_map, **ctx.channel_map,
+            "message.encodedData": encoded, "message.rawData": ctx.raw,
+            "message.messageId": ctx.message_id, "message.channelId": self.id,
+            "message.metaDataId": destination.model.metaDataId,
+            "channelId": self.id, "channelName": self.channel.name,
+            "messageId": ctx.message_id, "UUID": _LazyUUID(), "SYSTIME": _LazySystime(),
+        }
+        rendered = dict(properties)
+        for key in destination.templated:
+            value = rendered.get(key)
+            if isinstance(value, str):
+                rendered[key] = render_template(value, variables)
+        return rendered
+
+    def _add_content(self, unit: Unit, message_id: int, metadata_id: int,
+                     content_type: ContentType, content: str, data_type: str | None) -> None:
+        unit.add(INSERT_CONTENT, self.store.insert_content, {
+            "METADATA_ID": metadata_id, "MESSAGE_ID": message_id,
+            "CONTENT_TYPE": int(content_type), "CONTENT": content, "IS_ENCRYPTED": False,
+            "DATA_TYPE": data_type})
+
+    # --- statistics -------------------------------------------------------------------------------
+
+    async def _flush_statistics_forever(self) -> None:
+        while True:
+            await trio.sleep(STATS_FLUSH_SECONDS)
+            await self._flush_statistics()
+
+    async def _flush_statistics(self) -> None:
+        deltas = self.statistics.drain()
+        if not deltas or not self.storage.enabled:
+            return
+        unit = Unit(custom=[lambda conn: self.store.flush_statistics(conn, self.server_id,
+                                                                      deltas)])
+        try:
+            await self.store.store.commit(unit)
+        except Exception as exc:
+            log.warning("channel %s: statistics flush failed, will retry: %s",
+                        self.channel.name, exc)
+            self.statistics.restore(deltas)
+
+
+def _fix_status(status: Status, queue_enabled: bool) -> Status:
+    """Mirth's ``Response.fixStatus``: only S, E, F, Q are final; Q needs a queue."""
+    if status not in (Status.SENT, Status.ERROR, Status.FILTERED, Status.QUEUED):
+        return Status.ERROR
+    if status == Status.QUEUED and not queue_enabled:
+        return Status.ERROR
+    return status
+
+
+def _group_chains(destinations: list[DestinationRuntime]) -> list[list[DestinationRuntime]]:
+    chains: dict[int, list[DestinationRuntime]] = {}
+    for destination in destinations:
+        chains.setdefault(destination.chain_id, []).append(destination)
+    return list(chains.values())
+
+
+class _LazyUUID:
+    """``${UUID}``: a fresh UUID each time a template uses it."""
+
+    def __str__(self) -> str:
+        return str(uuid.uuid4())
+
+
+class _LazySystime:
+    """``${SYSTIME}``: milliseconds since the epoch, as Mirth."""
+
+    def __str__(self) -> str:
+        return str(math.floor(time.time() * 1000))
+
+
+Builder = Callable[[Channel], DeployedChannel]

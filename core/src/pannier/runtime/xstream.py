@@ -1,0 +1,69 @@
+"""Mirth's XStream content formats for maps, responses and sent connector properties (§2.2).
+
+Java Mirth reads these rows back, so the shapes follow XStream's output: pretty-printed with
+two-space indentation, ``<map><entry><string>key</string><type>value</type></entry></map>``
+and ``<response><status>SENT</status>...</response>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from xml.sax.saxutils import escape
+
+from pannier.connectors import Response
+
+MIRTH_VERSION = "4.5.2"
+
+
+def _text(value: str) -> str:
+    return escape(value, {'"': "&quot;"})
+
+
+def _value(value: Any, indent: str) -> str:
+    if isinstance(value, Response):
+        return serialize_response(value, indent)
+    if isinstance(value, bool):
+        return f"{indent}<boolean>{str(value).lower()}</boolean>"
+    if isinstance(value, int):
+        return f"{indent}<{'int' if -2**31 <= value < 2**31 else 'long'}>{value}</" \
+               f"{'int' if -2**31 <= value < 2**31 else 'long'}>"
+    if isinstance(value, float):
+        return f"{indent}<double>{value!r}</double>"
+    return f"{indent}<string>{_text(str(value))}</string>"
+
+
+def serialize_map(values: Mapping[str, Any]) -> str:
+    """A map as ``MapUtil.serializeMap`` writes it."""
+    lines = ["<map>"]
+    for key, value in values.items():
+        lines.append("  <entry>")
+        lines.append(f"    <string>{_text(str(key))}</string>")
+        lines.append(_value(value, "    "))
+        lines.append("  </entry>")
+    lines.append("</map>")
+    return "\n".join(lines)
+
+
+def serialize_response(response: Response, indent: str = "") -> str:
+    """A ``Response`` as XStream writes ``@XStreamAlias("response")``."""
+    inner = indent + "  "
+    lines = [f"{indent}<response>", f"{inner}<status>{response.status.name}</status>",
+             f"{inner}<message>{_text(response.message)}</message>"]
+    if response.error:
+        lines.append(f"{inner}<error>{_text(response.error)}</error>")
+    if response.status_message:
+        lines.append(f"{inner}<statusMessage>{_text(response.status_message)}</statusMessage>")
+    lines.append(f"{indent}</response>")
+    return "\n".join(lines)
+
+
+def serialize_properties(class_name: str | None, properties: Mapping[str, Any]) -> str:
+    """Sent content: the destination's properties after template replacement."""
+    tag = class_name or "properties"
+    lines = [f'<{tag} version="{MIRTH_VERSION}">', "  <pluginProperties/>"]
+    for key, value in properties.items():
+        text = str(value).lower() if isinstance(value, bool) else _text(str(value))
+        lines.append(f"  <{key}>{text}</{key}>")
+    lines.append(f"</{tag}>")
+    return "\n".join(lines)

@@ -1,0 +1,372 @@
+"""The message store: one database, Mirth's tables, a group-committed write path.
+
+Every write is a :class:`Unit` of work (the statements one pipeline step needs to make durable).
+Units go to a committer task that takes everything pending, runs it in **one worker thread hop
+and one transaction** — statements of the same shape executed together as multi-row inserts or
+``executemany`` — commits, and wakes the callers. A caller that awaited :meth:`Store.commit` has
+its rows durable. If a batch fails, its units are retried one by one so one bad unit fails alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import trio
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+
+from pannier.sequences import SequenceAllocator
+from pannier.store import schema
+from pannier.store.statistics import COLUMNS, Deltas
+
+log = logging.getLogger("pannier.store")
+T = TypeVar("T")
+
+# Statement priorities inside one batch: parents before children, inserts before updates.
+INSERT_MESSAGE, INSERT_CONNECTOR, INSERT_CONTENT, INSERT_METADATA = 0, 1, 2, 3
+UPDATE_CONNECTOR, UPDATE_MESSAGE = 4, 5
+
+
+class StoreError(Exception):
+    """A write could not be made durable; the text says why."""
+
+
+class greatest(FunctionElement[Any]):  # noqa: N801 - SQL function name
+    """``GREATEST(a, b)``; SQLite spells it ``MAX(a, b)``."""
+
+    inherit_cache = True
+
+
+@compiles(greatest)
+def _greatest_default(element: greatest, compiler: Any, **kw: Any) -> str:
+    return f"GREATEST({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(greatest, "sqlite")
+def _greatest_sqlite(element: greatest, compiler: Any, **kw: Any) -> str:
+    return f"MAX({compiler.process(element.clauses, **kw)})"
+
+
+@dataclass(eq=False)
+class Unit:
+    """Statements to make durable together.
+
+    ``ops`` are ``(priority, statement, params)``. A unit for a new message sets
+    ``new_message_for`` and ``build``: the committer allocates the id, then calls
+    ``build(message_id)`` to fill ``ops``. ``custom`` callables run last in the same
+    transaction (statements that need a result, such as statistics upserts).
+    """
+
+    ops: list[tuple[int, Any, dict[str, Any]]] = field(default_factory=list)
+    new_message_for: ChannelStore | None = None
+    build: Callable[[int], None] | None = None
+    custom: list[Callable[[Connection], None]] = field(default_factory=list)
+    message_id: int | None = None
+    error: BaseException | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+
+    def add(self, priority: int, statement: Any, params: dict[str, Any]) -> None:
+        self.ops.append((priority, statement, params))
+
+
+class TableSequence:
+    """A channel's ``D_MSQn`` row used as Mirth does: locked read, then increment.
+
+    The row holds the *next* id; ``reserve(n)`` returns ``[v, v+n)`` and stores ``v+n``, in its
+    own committed transaction (as ``BufferedDao.getNextMessageId``).
+    """
+
+    def __init__(self, store: Store, tables: schema.ChannelTables) -> None:
+        self.key = f"{store.url}#{tables.sequence.name}"
+        self._store = store
+        self._table = tables.sequence
+        self._lock = threading.Lock()
+
+    def reserve(self, count: int) -> list[int]:
+        table = self._table
+        with self._lock, self._store.engine.connect() as conn:
+            select = sa.select(table.c.ID)
+            if conn.dialect.name != "sqlite":
+                select = select.with_for_update()
+            with conn.begin():  # on SQLite: BEGIN IMMEDIATE, the write lock at once
+                first = conn.execute(select).scalar_one()
+                conn.execute(sa.update(table).values(ID=table.c.ID + count))
+        return list(range(first, first + count))
+
+
+class ChannelStore:
+    """One channel's tables and its statements, compiled once per deploy."""
+
+    def __init__(self, store: Store, channel_id: str, local_channel_id: int) -> None:
+        self.store = store
+        self.channel_id = channel_id
+        self.local_channel_id = local_channel_id
+        self.tables = schema.ChannelTables(local_channel_id)
+        t = self.tables
+        self.sequence = TableSequence(store, t)
+        self.insert_message = sa.insert(t.message)
+        self.insert_connector = sa.insert(t.connector_message)
+        self.insert_content = sa.insert(t.content)
+        self.update_connector = (
+            sa.update(t.connector_message)
+            .where(t.connector_message.c.MESSAGE_ID == sa.bindparam("b_message_id"),
+                   t.connector_message.c.ID == sa.bindparam("b_metadata_id"))
+        )
+        self.mark_processed = (
+            sa.update(t.message).where(t.message.c.ID == sa.bindparam("b_message_id"))
+            .values(PROCESSED=True)
+        )
+        self._metadata_columns: tuple[str, ...] = ()
+        self._insert_metadata: Any = None
+
+    def set_metadata_columns(self, names: Iterable[str]) -> None:
+        names = tuple(names)
+        self._metadata_columns = names
+        table = sa.Table(self.tables.custom_metadata.name, sa.MetaData(),
+                         sa.Column("METADATA_ID", sa.Integer), sa.Column("MESSAGE_ID",
+                                                                         sa.BigInteger),
+                         *(sa.Column(name, sa.String(255)) for name in names))
+        self._insert_metadata = sa.insert(table)
+
+    def add_custom_metadata(self, unit: Unit, message_id: int, metadata_id: int,
+                            values: dict[str, Any]) -> None:
+        if self._insert_metadata is None or not values:
+            return
+        row = {"MESSAGE_ID": message_id, "METADATA_ID": metadata_id}
+        row.update({name: values.get(name) for name in self._metadata_columns})
+        unit.add(INSERT_METADATA, self._insert_metadata, row)
+
+    def flush_statistics(self, conn: Connection, server_id: str, deltas: Deltas) -> None:
+        """Write statistic deltas: aggregate row first, then connector rows (MIRTH-3042)."""
+        table = self.tables.statistics
+        for metadata_id in sorted(deltas, key=lambda k: -1 if k is None else k):
+            values = deltas[metadata_id]
+            changes = {}
+            for status, column in COLUMNS.items():
+                delta = values.get(status, 0)
+                if delta:
+                    for name in (column, f"{column}_LIFETIME"):
+                        changes[name] = greatest(table.c[name] + delta, 0)
+            if not changes:
+                continue
+            match = (table.c.METADATA_ID.is_(None) if metadata_id is None
+                     else table.c.METADATA_ID == metadata_id)
+            result = conn.execute(sa.update(table).where(match, table.c.SERVER_ID == server_id)
+                                  .values(**changes))
+            if result.rowcount == 0:
+                row: dict[str, Any] = {"METADATA_ID": metadata_id, "SERVER_ID": server_id}
+                for status, column in COLUMNS.items():
+                    value = max(values.get(status, 0), 0)
+                    row[column] = row[f"{column}_LIFETIME"] = value
+                conn.execute(sa.insert(table).values(**row))
+
+
+class Store:
+    """One database holding Mirth's schema, shared by every channel of the engine."""
+
+    def __init__(self, url: str, server_id: str, allocator: SequenceAllocator,
+                 *, pool_size: int = 8, max_batch: int = 256) -> None:
+        self.url = url
+        self.server_id = server_id
+        self.allocator = allocator
+        self.max_batch = max_batch
+        self.engine: Engine = _create_engine(url, pool_size)
+        self.dialect = self.engine.dialect.name
+        self._limiter = trio.CapacityLimiter(pool_size)
+        writers = 1 if self.dialect == "sqlite" else max(1, min(4, pool_size // 2))
+        self.writers = writers
+        self._send, self._receive = trio.open_memory_channel[Unit](max_batch * 4)
+        self.metadata = sa.MetaData()
+        schema.core_tables(self.metadata)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the committer task(s) until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.writers):
+                nursery.start_soon(self._committer)
+            task_status.started()
+
+    async def aclose(self) -> None:
+        await trio.to_thread.run_sync(self.engine.dispose)
+
+    async def create_schema(self) -> None:
+        """Create Mirth's core tables and seed rows if missing (standalone mode)."""
+        await self.run_sync(self._create_schema)
+
+    def _create_schema(self) -> None:
+        with self.engine.begin() as conn:
+            self.metadata.create_all(conn, checkfirst=True)
+            t = self.metadata.tables
+            if conn.execute(sa.select(sa.func.count()).select_from(t["SCHEMA_INFO"])).scalar():
+                return
+            conn.execute(sa.insert(t["SCHEMA_INFO"]).values(VERSION=schema.SCHEMA_VERSION))
+            person = conn.execute(sa.insert(t["PERSON"]).values(USERNAME="admin",
+                                                                LOGGED_IN=False))
+            conn.execute(sa.insert(t["PERSON_PASSWORD"]).values(
+                PERSON_ID=person.inserted_primary_key[0],
+                PASSWORD=schema.MIRTH_ADMIN_PASSWORD_HASH, PASSWORD_DATE=self.now()))
+            conn.execute(sa.insert(t["CONFIGURATION"]), [
+                {"CATEGORY": c, "NAME": n, "VALUE": v} for c, n, v in
+                schema.DEFAULT_CONFIGURATION])
+
+    async def open_channel(self, channel_id: str) -> ChannelStore:
+        """The channel's tables, creating its ``D_CHANNELS`` row and tables when missing."""
+        return await self.run_sync(self._open_channel, channel_id)
+
+    def _open_channel(self, channel_id: str) -> ChannelStore:
+        channels = self.metadata.tables["D_CHANNELS"]
+        for attempt in range(3):  # Mirth retries the MAX+1 race three times as well
+            with self.engine.begin() as conn:
+                local_id = conn.execute(sa.select(channels.c.LOCAL_CHANNEL_ID)
+                                        .where(channels.c.CHANNEL_ID == channel_id)).scalar()
+                if local_id is None:
+                    local_id = (conn.execute(sa.select(sa.func.max(channels.c.LOCAL_CHANNEL_ID)))
+                                .scalar() or 0) + 1
+                    try:
+                        conn.execute(sa.insert(channels).values(LOCAL_CHANNEL_ID=local_id,
+                                                                CHANNEL_ID=channel_id))
+                    except sa.exc.IntegrityError:
+                        if attempt == 2:
+                            raise
+                        continue
+                break
+        channel_store = ChannelStore(self, channel_id, int(local_id))
+        with self.engine.begin() as conn:
+            channel_store.tables.metadata.create_all(conn, checkfirst=True)
+            sequence = channel_store.tables.sequence
+            if conn.execute(sa.select(sa.func.count()).select_from(sequence)).scalar() == 0:
+                conn.execute(sa.insert(sequence).values(ID=1))
+        return channel_store
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The timestamp to store: UTC, naive except where the column keeps a time zone."""
+        now = datetime.now(UTC)
+        return now if self.dialect == "postgresql" else now.replace(tzinfo=None)
+
+    async def commit(self, unit: Unit) -> None:
+        """Make ``unit`` durable; raises :class:`StoreError` if it could not be."""
+        await self._send.send(unit)
+        await unit.done.wait()
+        if unit.error is not None:
+            raise StoreError(str(unit.error)) from unit.error
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking database work in a worker thread (one hop for the whole function)."""
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def _committer(self) -> None:
+        while True:
+            batch = [await self._receive.receive()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            try:
+                await trio.to_thread.run_sync(self._commit_batch, batch, limiter=self._limiter)
+            except BaseException as exc:  # cancellation included: never leave a caller waiting
+                for unit in batch:
+                    if not unit.done.is_set():
+                        unit.error = unit.error or exc
+                        unit.done.set()
+                raise
+            for unit in batch:
+                unit.done.set()
+
+    def _commit_batch(self, batch: list[Unit]) -> None:
+        try:
+            self._allocate_ids(batch)
+        except Exception as exc:
+            log.exception("message id allocation failed")
+            for unit in batch:
+                unit.error = exc
+            return
+        if not any(unit.ops or unit.custom for unit in batch):
+            return  # id allocation only
+        try:
+            with self.engine.begin() as conn:
+                self._execute(conn, batch)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                log.error("store write failed: %s", exc)
+                batch[0].error = exc
+                return
+            log.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
+        for unit in batch:
+            try:
+                with self.engine.begin() as conn:
+                    self._execute(conn, [unit])
+            except Exception as exc:
+                log.error("store write failed: %s", exc)
+                unit.error = exc
+
+    def _allocate_ids(self, batch: list[Unit]) -> None:
+        wanting: dict[int, list[Unit]] = {}
+        for unit in batch:
+            if unit.new_message_for is not None and unit.message_id is None:
+                wanting.setdefault(id(unit.new_message_for), []).append(unit)
+        for units in wanting.values():
+            channel_store = units[0].new_message_for
+            assert channel_store is not None
+            ids = self.allocator.next_ids(channel_store.sequence, len(units))
+            for unit, message_id in zip(units, ids, strict=True):
+                unit.message_id = message_id
+                if unit.build is not None:
+                    unit.build(message_id)
+
+    @staticmethod
+    def _execute(conn: Connection, batch: list[Unit]) -> None:
+        groups: dict[tuple[int, int], tuple[Any, list[dict[str, Any]]]] = {}
+        for unit in batch:
+            for priority, statement, params in unit.ops:
+                key = (priority, id(statement))
+                if key not in groups:
+                    groups[key] = (statement, [])
+                groups[key][1].append(params)
+        for key in sorted(groups, key=lambda k: k[0]):
+            statement, rows = groups[key]
+            conn.execute(statement, rows if len(rows) > 1 else rows[0])
+        for unit in batch:
+            for custom in unit.custom:
+                custom(conn)
+
+
+def _create_engine(url: str, pool_size: int) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=2,
+                                  connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below rule
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                            pool_pre_ping=True, pool_recycle=3600)
+
+
+def new_server_id() -> str:
+    return str(uuid.uuid4())
