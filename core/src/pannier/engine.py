@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import glob
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import trio
 from pannier.bus import ClusterBus
 from pannier.config import Config, ConfigError
 from pannier.connectors import ConnectorSetup, ConnectorType, DestinationConnector, SourceConnector
+from pannier.extensions import Route
 from pannier.maps import MapBackend
 from pannier.model.channel import Channel, Connector
 from pannier.model.channel_file import load_channel_file
@@ -52,12 +53,31 @@ def check_properties(where: str, defaults: Mapping[str, Any],
             raise DeployError(f"{where}: unknown property {key!r}; expected one of: "
                               f"{', '.join(sorted(defaults)) or 'none'}")
         default = defaults[key]
+        value = _coerce_property(value, default)
         if default is not None and not isinstance(value, type(default)) and not (
                 isinstance(default, float) and isinstance(value, int)):
             raise DeployError(f"{where}.{key} = {value!r}: expected a value like "
                               f"{default!r} ({type(default).__name__})")
         merged[key] = value
     return merged
+
+
+def _coerce_property(value: Any, default: Any) -> Any:
+    """Mirth stores every property as text ("6661", "true"): accept those for numbers and
+    booleans so imported channels deploy."""
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        return value
+    text = value.strip()
+    if isinstance(default, bool):
+        return {"true": True, "false": False}.get(text.lower(), value)
+    if isinstance(default, int):
+        return int(text) if text.lstrip("-").isdigit() else value
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            return value
+    return value
 
 
 def read_server_id(config: Config) -> str:
@@ -81,9 +101,13 @@ def read_server_id(config: Config) -> str:
 class Engine:
     """One Pannier engine. Build it, then ``await nursery.start(engine.run)``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, extra_plugins: Sequence[object] = ()) -> None:
+        """``extra_plugins`` are plugin objects registered after the installed ones (for
+        embedding and tests); they are checked like any plugin."""
         self.config = config
         self.pm = new_plugin_manager()
+        for plugin in extra_plugins:
+            self.pm.register(plugin)
         self.plugins: list[PluginInfo] = load_plugins(
             self.pm, enabled=config["plugins.enabled"], required=config["plugins.required"])
         self.registry = build_registry(self.pm)
@@ -97,6 +121,7 @@ class Engine:
                                       self.registry.sequence_allocator)
         self.allocator = allocator_spec.factory(
             {"block_size": config["database.sequence_block_size"]})
+        self.routes: list[Route] = self._collect_routes()
         self.server_id = read_server_id(config)
         self.store: Store | None = None
         self.channels: dict[str, DeployedChannel] = {}
@@ -104,6 +129,27 @@ class Engine:
         self._stop = trio.Event()
         self._finish_observers = bool(self.pm.hook.pannier_message_finished.get_hookimpls())
         self.ready = False
+
+    def _collect_routes(self) -> list[Route]:
+        """Routes from ``pannier_register_routes``: only under ``/extensions/<plugin>/`` or
+        ``/system/``, and no two on the same method and path."""
+        routes: list[Route] = []
+        seen: dict[tuple[str, str], str] = {}
+        for plugin, contributed in call_each(self.pm, "pannier_register_routes",
+                                             {"engine": self}):
+            for route in contributed or ():
+                if not (route.path.startswith(f"/extensions/{plugin}/")
+                        or route.path.startswith("/system/")):
+                    raise PluginError(
+                        f"plugin {plugin!r} route {route.method} {route.path}: plugin routes "
+                        f"must start with /extensions/{plugin}/ or /system/")
+                key = (route.method.upper(), route.path)
+                if key in seen:
+                    raise PluginError(f"route {key[0]} {key[1]} is registered by both "
+                                      f"{seen[key]!r} and {plugin!r}")
+                seen[key] = plugin
+                routes.append(route)
+        return routes
 
     def _select(self, key: str, lookup: Any) -> Any:
         try:
@@ -200,6 +246,8 @@ class Engine:
         assert self.store is not None
         source, source_type, datatype, destinations = self.prepare(channel)
         channel_store = await self.store.open_channel(channel.id)
+        await self.store.add_metadata_columns(
+            channel_store, [(c.name, c.type) for c in channel.properties.metaDataColumns])
         return DeployedChannel(self, channel, channel_store, source, source_type, datatype,
                                destinations)
 

@@ -103,25 +103,30 @@ def load_plugins(
     *,
     enabled: Sequence[str] = (),
     required: Sequence[str] = (),
+    quiet: bool = False,
 ) -> list[PluginInfo]:
     """Discover, load and register plugins on ``pm``; validate hooks; check requirements.
 
     ``enabled`` (an allow-list, empty for all) narrows what loads; ``core`` always loads.
     ``required`` holds requirement strings (``"pannier-mllp>=0.1"`` or a plugin name): a
-    missing, broken or too old one raises :class:`PluginError` naming it.
+    missing, broken or too old one raises :class:`PluginError` naming it. ``quiet`` logs
+    broken plugins at DEBUG only (the CLI's command discovery; the command itself reports).
     """
     dists = _distributions_by_entry_point()
     infos: dict[str, PluginInfo] = {}
     allowed = set(enabled) | {"core"} if enabled else None
 
     def on_failure(_manager: Any, entry_point: Any, exc: BaseException) -> None:
+        if allowed is not None and entry_point.name not in allowed:
+            return
         dist = dists.get((entry_point.name, entry_point.value))
         info = PluginInfo(entry_point.name, dist.metadata["Name"] if dist else "?",
                           dist.version if dist else "?", entry_point.value,
                           error=f"{type(exc).__name__}: {exc}")
         infos[entry_point.name] = info
-        log.error("plugin %r (%s) could not be loaded and is skipped: %s",
-                  entry_point.name, info.distribution, info.error)
+        log.log(logging.DEBUG if quiet else logging.ERROR,
+                "plugin %r (%s) could not be loaded and is skipped: %s",
+                entry_point.name, info.distribution, info.error)
 
     manager = ExtensionManager(ENTRY_POINT_GROUP, invoke_on_load=False,
                                on_load_failure_callback=on_failure)
@@ -285,9 +290,11 @@ def build_registry(pm: PannierPluginManager) -> Registry:
                             item.name, plugin, registry.commands[item.name][1])
                 continue
             registry.commands[item.name] = (item, plugin)
+    owners: dict[str, tuple[dict[str, Any], str]] = {}
     for plugin, defaults in call_each(pm, "pannier_config_defaults"):
         for name, values in (defaults or {}).items():
-            add(registry.config_defaults, name, dict(values), plugin, "plugin settings section")
+            add(owners, name, dict(values), plugin, "plugin settings section")
+    registry.config_defaults = {name: values for name, (values, _plugin) in owners.items()}
     return registry
 
 

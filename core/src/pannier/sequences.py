@@ -71,6 +71,7 @@ class BlockAllocator(SequenceAllocator):
         with self._lock:
             free = self._free.setdefault(source.key, [])
             if len(free) < count:
-                free.extend(source.reserve(max(self.block_size, count - len(free))))
+                blocks = -(-(count - len(free)) // self.block_size)  # whole blocks, rounded up
+                free.extend(source.reserve(blocks * self.block_size))
             taken, self._free[source.key] = free[:count], free[count:]
             return taken

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import select
+import socket
 
 import trio
 
@@ -22,8 +24,13 @@ def error_text(exc: BaseException) -> str:
             if reason not in reasons:
                 reasons.append(reason)
         return "; ".join(reasons)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+    if isinstance(cause, OSError) and not isinstance(exc, OSError):
+        return error_text(cause)  # trio.BrokenResourceError from ECONNRESET and the like
+    if isinstance(exc, OSError):
+        if isinstance(exc.errno, int) and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+            return os.strerror(exc.errno)  # trio's text also repeats the address
+        if exc.strerror:
+            return exc.strerror
     text = str(exc)
     return text or type(exc).__name__
 

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import trio
-
 from pannier import (
     ChannelStoppedError,
     ConnectorSetup,
@@ -15,6 +14,8 @@ from pannier import (
     RawMessage,
     SourceConnector,
 )
+
+from pannier_mllp._net import error_text
 from pannier_mllp._props import (
     DEFAULT_ENCODING,
     PropertyError,
@@ -61,6 +62,8 @@ LISTENER_DEFAULTS: Mapping[str, Any] = {
 }
 
 _BACKLOG = 256  # as Mirth's TcpReceiver.DEFAULT_BACKLOG
+RESPONSE_WRITE_LIMIT = 10.0
+"""Seconds a client gets to take a response when ``receiveTimeout`` is 0 (Mirth waits forever)."""
 
 
 class TcpListener(SourceConnector):
@@ -124,7 +127,7 @@ class TcpListener(SourceConnector):
             if self.port == 0 and len(listeners) > 1:
                 # Port 0 on a name with several addresses gives each its own port: keep one.
                 for extra in listeners[1:]:
-                    await trio.aclose_forcefully(extra)
+                    extra.socket.close()
                 listeners = listeners[:1]
             bound = tuple(listeners[0].socket.getsockname()[:2])
             slots = trio.Semaphore(self.max_connections)
@@ -140,8 +143,10 @@ class TcpListener(SourceConnector):
                 self._report("idle")
                 task_status.started(bound)
         finally:
+            # Synchronous closes (what aclose() does, minus its checkpoint): they all happen even
+            # while this task is being cancelled.
             for listener in listeners:
-                await trio.aclose_forcefully(listener)
+                listener.socket.close()
             LOG.info("TCP Listener of channel %s stopped", self._setup.channel_name)
 
     async def _accept_loop(
@@ -191,7 +196,7 @@ class TcpListener(SourceConnector):
             try:
                 await self._serve(stream, dispatcher, source_map, label)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                LOG.info("connection from %s broke: %s", label, exc or type(exc).__name__)
+                LOG.info("connection from %s broke: %s", label, error_text(exc))
             except Exception:
                 LOG.exception("unexpected error on the connection from %s; closing it", label)
         finally:
@@ -199,8 +204,8 @@ class TcpListener(SourceConnector):
             if counted:
                 self._connections -= 1
                 self._report("connected" if self._connections else "idle")
+            stream.socket.close()
             LOG.debug("connection from %s closed", label)
-            await trio.aclose_forcefully(stream)
 
     async def _serve(
         self,
@@ -325,26 +330,26 @@ class TcpListener(SourceConnector):
                 "response to message %s from %s not sent: %s", result.message_id, label, exc
             )
             return False
+        # The message is stored by now, so the response is written even if the channel stop
+        # cancels us meanwhile (shielded), but never for longer than the write limit.
+        limit = self.receive_timeout if self.receive_timeout > 0 else RESPONSE_WRITE_LIMIT
         try:
-            if self.receive_timeout > 0:
-                with trio.move_on_after(self.receive_timeout) as scope:
-                    await stream.send_all(data)
-                if scope.cancelled_caught:
-                    LOG.warning(
-                        "%s did not take the response to message %s within %d ms; closing",
-                        label,
-                        result.message_id,
-                        round(self.receive_timeout * 1000),
-                    )
-                    return False
-            else:
+            with trio.CancelScope(shield=True), trio.move_on_after(limit) as scope:
                 await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             LOG.warning(
                 "response to message %s could not be sent to %s: %s",
                 result.message_id,
                 label,
-                exc or type(exc).__name__,
+                error_text(exc),
+            )
+            return False
+        if scope.cancelled_caught:
+            LOG.warning(
+                "%s did not take the response to message %s within %g s; closing",
+                label,
+                result.message_id,
+                limit,
             )
             return False
         return True

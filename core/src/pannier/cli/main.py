@@ -13,7 +13,7 @@ from pannier.plugins import PluginError, build_registry, load_plugins, new_plugi
 
 def build_parser() -> argparse.ArgumentParser:
     pm = new_plugin_manager()
-    load_plugins(pm)
+    load_plugins(pm, quiet=True)
     registry = build_registry(pm)
     parser = argparse.ArgumentParser(
         prog="pannier", description="Pannier healthcare integration engine")

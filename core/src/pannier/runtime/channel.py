@@ -117,7 +117,8 @@ class DeployedChannel:
         self._process_limit = trio.Semaphore(max(1, settings.processingThreads))
         self._metadata_columns = [(c.name, c.mappingName)
                                   for c in channel.properties.metaDataColumns]
-        channel_store.set_metadata_columns(c.name for c in channel.properties.metaDataColumns)
+        channel_store.set_metadata_columns((c.name, c.type)
+                                           for c in channel.properties.metaDataColumns)
         self._stopping = False
         self._inflight = 0
         self._drained = trio.Event()
@@ -142,8 +143,8 @@ class DeployedChannel:
                 task_status.started(self.bound)
         finally:
             self.state = "stopped"
-            with trio.CancelScope(shield=True):
-                await self._flush_statistics()
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await self._flush_statistics(final=True)
                 for destination in started:
                     try:
                         await destination.connector.stop()
@@ -382,14 +383,15 @@ class DeployedChannel:
             await trio.sleep(STATS_FLUSH_SECONDS)
             await self._flush_statistics()
 
-    async def _flush_statistics(self) -> None:
+    async def _flush_statistics(self, final: bool = False) -> None:
         deltas = self.statistics.drain()
         if not deltas or not self.storage.enabled:
             return
         unit = Unit(custom=[lambda conn: self.store.flush_statistics(conn, self.server_id,
                                                                       deltas)])
+        store = self.store.store
         try:
-            await self.store.store.commit(unit)
+            await (store.commit_now(unit) if final else store.commit(unit))
         except Exception as exc:
             log.warning("channel %s: statistics flush failed, will retry: %s",
                         self.channel.name, exc)

@@ -184,6 +184,23 @@ def core_tables(metadata: MetaData) -> None:
     )
 
 
+_METADATA_TYPES = {
+    # Mirth's custom metadata column DDL per database (mysql.xml / postgres.xml).
+    "mysql": {"STRING": "VARCHAR(255)", "NUMBER": "DECIMAL(31, 15)", "BOOLEAN": "BIT",
+              "TIMESTAMP": "DATETIME NULL DEFAULT NULL"},
+    "postgresql": {"STRING": "CHARACTER VARYING(255)", "NUMBER": "NUMERIC(31, 15)",
+                   "BOOLEAN": "BOOLEAN", "TIMESTAMP": "TIMESTAMP WITHOUT TIME ZONE"},
+    "sqlite": {"STRING": "VARCHAR(255)", "NUMBER": "NUMERIC(31, 15)", "BOOLEAN": "BOOLEAN",
+               "TIMESTAMP": "TIMESTAMP"},
+}
+
+
+def metadata_column_type(dialect: str, kind: str) -> str:
+    """The SQL type Mirth gives a custom metadata column of ``kind`` on ``dialect``."""
+    table = _METADATA_TYPES["mysql" if dialect in ("mysql", "mariadb") else dialect]
+    return table[kind]
+
+
 class ChannelTables:
     """The seven Donkey tables of one channel, named by its local channel id."""
 

@@ -127,13 +127,15 @@ class ChannelStore:
         self._metadata_columns: tuple[str, ...] = ()
         self._insert_metadata: Any = None
 
-    def set_metadata_columns(self, names: Iterable[str]) -> None:
-        names = tuple(names)
-        self._metadata_columns = names
+    def set_metadata_columns(self, columns: Iterable[tuple[str, str]]) -> None:
+        """Use these ``(name, type)`` custom metadata columns; the table must have them
+        (:meth:`Store.add_metadata_columns`)."""
+        columns = tuple(columns)
+        self._metadata_columns = tuple(name for name, _type in columns)
         table = sa.Table(self.tables.custom_metadata.name, sa.MetaData(),
                          sa.Column("METADATA_ID", sa.Integer), sa.Column("MESSAGE_ID",
                                                                          sa.BigInteger),
-                         *(sa.Column(name, sa.String(255)) for name in names))
+                         *(sa.Column(name, sa.String(255)) for name in self._metadata_columns))
         self._insert_metadata = sa.insert(table)
 
     def add_custom_metadata(self, unit: Unit, message_id: int, metadata_id: int,
@@ -184,17 +186,29 @@ class Store:
         writers = 1 if self.dialect == "sqlite" else max(1, min(4, pool_size // 2))
         self.writers = writers
         self._send, self._receive = trio.open_memory_channel[Unit](max_batch * 4)
+        self._running = False
         self.metadata = sa.MetaData()
         schema.core_tables(self.metadata)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the committer task(s) until cancelled."""
-        async with trio.open_nursery() as nursery:
-            for _ in range(self.writers):
-                nursery.start_soon(self._committer)
-            task_status.started()
+        """Run the committer task(s) until cancelled. Afterwards every commit fails fast."""
+        try:
+            async with trio.open_nursery() as nursery:
+                for _ in range(self.writers):
+                    nursery.start_soon(self._committer)
+                self._running = True
+                task_status.started()
+        finally:
+            self._running = False
+            while True:
+                try:
+                    unit = self._receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                unit.error = StoreError("the store is shutting down")
+                unit.done.set()
 
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self.engine.dispose)
@@ -248,6 +262,26 @@ class Store:
                 conn.execute(sa.insert(sequence).values(ID=1))
         return channel_store
 
+    async def add_metadata_columns(self, channel_store: ChannelStore,
+                                   columns: Iterable[tuple[str, str]]) -> None:
+        """``ALTER TABLE D_MCMn ADD COLUMN`` for each custom metadata column not there yet,
+        with Mirth's types per database (mirth-compat §1.2)."""
+        await self.run_sync(self._add_metadata_columns, channel_store, tuple(columns))
+
+    def _add_metadata_columns(self, channel_store: ChannelStore,
+                              columns: tuple[tuple[str, str], ...]) -> None:
+        table = channel_store.tables.custom_metadata.name
+        with self.engine.begin() as conn:
+            existing = {c["name"].upper() for c in sa.inspect(conn).get_columns(table)}
+            preparer = conn.dialect.identifier_preparer
+            for name, kind in columns:
+                if name.upper() in existing:
+                    continue
+                sql_type = schema.metadata_column_type(self.dialect, kind)
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {preparer.quote_identifier(table)} ADD COLUMN "
+                    f"{preparer.quote_identifier(name)} {sql_type}")
+
     # --- writing ----------------------------------------------------------------------------
 
     def now(self) -> datetime:
@@ -257,8 +291,17 @@ class Store:
 
     async def commit(self, unit: Unit) -> None:
         """Make ``unit`` durable; raises :class:`StoreError` if it could not be."""
+        if not self._running:
+            raise StoreError("the store is not running")
         await self._send.send(unit)
         await unit.done.wait()
+        if unit.error is not None:
+            raise StoreError(str(unit.error)) from unit.error
+
+    async def commit_now(self, unit: Unit) -> None:
+        """Commit ``unit`` in a worker thread directly, without the committer task (for work
+        done while shutting down, after the committer may have stopped)."""
+        await trio.to_thread.run_sync(self._commit_batch, [unit], limiter=self._limiter)
         if unit.error is not None:
             raise StoreError(str(unit.error)) from unit.error
 

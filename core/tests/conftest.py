@@ -1,0 +1,42 @@
+"""Fixtures for kernel tests: an in-process engine with test plugins registered."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import trio
+
+from pannier.config import load_config
+from pannier.engine import Engine
+
+StartEngine = Callable[..., Awaitable[Engine]]
+
+
+@pytest.fixture
+def start_engine(nursery: trio.Nursery, tmp_path: Path) -> StartEngine:
+    """Start an engine on a fresh SQLite database with the given channel files (TOML text)."""
+
+    async def start(channels: Sequence[str], *, plugins: Sequence[object] = (),
+                    config: str = "") -> Engine:
+        folder = tmp_path / "channels"
+        folder.mkdir(exist_ok=True)
+        for index, text in enumerate(channels):
+            (folder / f"channel{index}.toml").write_text(text, encoding="utf-8")
+        path = tmp_path / "pannier.toml"
+        path.write_text(f'[server]\ndata_dir = "var"\n[channels]\npaths = ["channels/*.toml"]\n'
+                        f"{config}", encoding="utf-8")
+        engine = Engine(load_config(path, environ={}), extra_plugins=plugins)
+        await nursery.start(engine.run)
+        return engine
+
+    return start
+
+
+def rows(engine: Engine, sql: str) -> list[tuple]:
+    """Run a query against the engine's database (tests only: blocking is fine here)."""
+    assert engine.store is not None
+    with engine.store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(sql))]

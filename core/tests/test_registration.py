@@ -1,0 +1,199 @@
+"""Backends, services, routes, commands and plugin settings contributed through the hooks and
+selected by name in the configuration, as a third-party plugin would do it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from pannier import (
+    BusEvent,
+    CliCommand,
+    ClusterBusSpec,
+    MapBackendSpec,
+    Route,
+    SequenceAllocator,
+    SequenceAllocatorSpec,
+    hookimpl,
+)
+from pannier.bus import LocalBus
+from pannier.config import ConfigError, load_config
+from pannier.engine import Engine
+from pannier.maps import MemoryMapBackend
+from pannier.plugins import PluginError, build_registry, new_plugin_manager
+from pannier.testing import check_cluster_bus, check_map_backend, check_sequence_allocator
+
+from .conftest import rows
+from .testkit import KitPlugin, channel_toml
+
+
+class CountingAllocator(SequenceAllocator):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def next_ids(self, source: Any, count: int) -> list[int]:
+        self.calls += 1
+        return source.reserve(count)
+
+
+class RecordingBus(LocalBus):
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = False
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self.running = True
+        try:
+            await super().run(task_status=task_status)
+        finally:
+            self.running = False
+
+
+class Backends:
+    def __init__(self) -> None:
+        self.allocator = CountingAllocator()
+        self.bus = RecordingBus()
+        self.order: list[str] = []
+
+    @hookimpl
+    def pannier_register_map_backends(self) -> list[MapBackendSpec]:
+        return [MapBackendSpec("shelf", lambda settings: ShelfBackend(settings))]
+
+    @hookimpl
+    def pannier_register_sequence_allocators(self) -> list[SequenceAllocatorSpec]:
+        return [SequenceAllocatorSpec("counting", lambda settings: self.allocator)]
+
+    @hookimpl
+    def pannier_register_cluster_buses(self) -> list[ClusterBusSpec]:
+        return [ClusterBusSpec("recording", lambda settings: self.bus)]
+
+    @hookimpl
+    def pannier_config_defaults(self) -> dict[str, dict[str, Any]]:
+        return {"shelf": {"label": "default", "size": 10}}
+
+    @hookimpl
+    def pannier_register_services(self, engine: Engine) -> list[Any]:
+        return [OrderService(self.order)]
+
+    @hookimpl
+    def pannier_channel_deployed(self, engine: Engine, channel: Any) -> None:
+        self.order.append("channel deployed")
+
+
+class ShelfBackend(MemoryMapBackend):
+    def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__()
+        self.settings = settings
+
+
+class OrderService:
+    name = "order"
+
+    def __init__(self, order: list[str]) -> None:
+        self.order = order
+
+    async def run(self, engine: Engine, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self.order.append("service started")
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.order.append("service stopped")
+
+
+async def test_backends_are_selected_by_name_and_used(start_engine) -> None:
+    backends, kit = Backends(), KitPlugin()
+    engine = await start_engine(
+        [channel_toml()], plugins=[backends, kit],
+        config='[cluster]\nmap_backend = "shelf"\nbus = "recording"\n'
+               '[database]\nsequence_allocator = "counting"\n'
+               '[plugins.shelf]\nsize = 3\n')
+    assert isinstance(engine.map_backend, ShelfBackend)
+    assert engine.map_backend.settings == {"label": "default", "size": 3}
+    assert backends.bus.running
+    await kit.sources[0].dispatcher.dispatch(__import__("pannier").RawMessage("ORU|1"))
+    assert backends.allocator.calls == 1
+    n = rows(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+    assert rows(engine, f"SELECT ID FROM D_MSQ{n}") == [(2,)], "single id reserved"
+    assert backends.order[:2] == ["service started", "channel deployed"]
+    engine.request_stop()
+    with trio.fail_after(10):
+        while "service stopped" not in backends.order:
+            await trio.sleep(0.01)
+
+
+def test_plugin_settings_are_checked_against_declared_defaults(tmp_path) -> None:
+    path = tmp_path / "pannier.toml"
+    path.write_text('[channels]\npaths = []\n[plugins.shelf]\nsize = "big"\n')
+    with pytest.raises(ConfigError, match=r"plugins.shelf.size = 'big'.*whole number"):
+        Engine(load_config(path, environ={}), extra_plugins=[Backends()])
+
+
+def test_unknown_allocator_name_lists_installed(tmp_path) -> None:
+    path = tmp_path / "pannier.toml"
+    path.write_text('[channels]\npaths = []\n[database]\nsequence_allocator = "magic"\n')
+    with pytest.raises(ConfigError, match=r"database.sequence_allocator = 'magic'.*block, "
+                                          r"counting, single"):
+        Engine(load_config(path, environ={}), extra_plugins=[Backends()])
+
+
+class RoutePlugin:
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+
+    @hookimpl
+    def pannier_register_routes(self, engine: Engine) -> list[Route]:
+        return self.routes
+
+
+async def _handler() -> dict[str, str]:
+    return {}
+
+
+def test_routes_are_collected_and_checked(tmp_path) -> None:
+    path = tmp_path / "pannier.toml"
+    path.write_text("[channels]\npaths = []\n")
+    ok = RoutePlugin([Route("GET", "/system/ping", _handler)])
+    engine = Engine(load_config(path, environ={}), extra_plugins=[ok])
+    assert [r.path for r in engine.routes] == ["/system/ping"]
+    bad = RoutePlugin([Route("GET", "/channels/mine", _handler)])
+    with pytest.raises(PluginError, match="must start with /extensions/"):
+        Engine(load_config(path, environ={}), extra_plugins=[bad])
+    twice = RoutePlugin([Route("GET", "/system/ping", _handler),
+                         Route("get", "/system/ping", _handler)])
+    with pytest.raises(PluginError, match="registered by both"):
+        Engine(load_config(path, environ={}), extra_plugins=[twice])
+
+
+class CommandPlugin:
+    @hookimpl
+    def pannier_register_commands(self) -> list[CliCommand]:
+        return [CliCommand("run", "a clash", lambda p: None, lambda a: 0),
+                CliCommand("greet", "hello", lambda p: None, lambda a: 0)]
+
+
+def test_a_command_clashing_with_an_existing_one_is_skipped() -> None:
+    pm = new_plugin_manager()
+    from pannier import builtin
+
+    pm.register(builtin, name="core")
+    pm.register(CommandPlugin(), name="clash")
+    registry = build_registry(pm)
+    assert registry.commands["run"][1] == "core"
+    assert registry.commands["greet"][1] == "clash"
+
+
+async def test_builtin_backends_pass_their_conformance_kits() -> None:
+    await check_map_backend(MemoryMapBackend())
+    await check_cluster_bus(lambda: LocalBus(), shared=False)
+    from pannier.sequences import BlockAllocator, SingleAllocator
+
+    check_sequence_allocator(lambda: BlockAllocator(5))
+    check_sequence_allocator(SingleAllocator)
+
+
+def test_bus_event_is_a_plain_record() -> None:
+    event = BusEvent("channel.deploy", {"id": "x"}, "server-1")
+    assert event.topic == "channel.deploy" and event.sender == "server-1"
