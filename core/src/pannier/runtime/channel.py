@@ -191,7 +191,18 @@ class DeployedChannel:
 
     async def _process(self, raw_message: RawMessage) -> DispatchResult:
         content = raw_message.content
-        raw = content if isinstance(content, str) else content.decode("utf-8", "replace")
+        decode_error = ""
+        if isinstance(content, str):
+            raw = content
+        else:
+            # A source hands over bytes it could not decode: keep a readable copy, and make
+            # the message an error saying why rather than silently altering it.
+            try:
+                raw = content.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raw = content.decode("utf-8", "replace")
+                decode_error = str(raw_message.source_map.get("charsetError") or
+                                   f"message is not valid text: {exc}")
         store = self.store.store
         received = store.now()
         storage = self.storage
@@ -232,6 +243,8 @@ class DeployedChannel:
         connector_map: dict[str, Any] = {}
         source_error = ""
         try:
+            if decode_error:
+                raise MessageParseError(decode_error)
             self.datatype.validate(raw)
             connector_map.update(self.datatype.metadata(raw))
             source_status = Status.TRANSFORMED
