@@ -98,3 +98,16 @@ def test_invalid_values_name_key_value_and_expectation(tmp_path, text, environ, 
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_every_key_is_in_the_configuration_reference() -> None:
+    from pannier.config import ALIASES, SCHEMA
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    for section, settings in SCHEMA.items():
+        assert f"## [{section}]" in doc
+        for key, setting in settings.items():
+            assert f"`PANNIER_{section.upper()}_{key.upper()}` | {setting.help}" in doc, \
+                f"{section}.{key} is missing or out of date in docs/configuration.md"
+    for alias in ALIASES:
+        assert f"`{alias}`" in doc

@@ -60,13 +60,17 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                       "<data_dir>/server.id when empty"),
         "data_dir": Setting("var", "directory for the server id file and the embedded "
                             "database; relative to the config file"),
-        "shadow_mode": Setting(False, "run without sending to destinations (takeover trials)"),
+        "shadow_mode": Setting(False, "run without sending to destinations (takeover trials); "
+                               "accepted and checked now, acted on once the shadow plugin "
+                               "lands"),
     },
     "database": {
         "url": Setting("sqlite:///pannier.db", "SQLAlchemy URL of the message store; a "
                        "relative SQLite path is inside data_dir", check=_database_url),
-        "mode": Setting("standalone", "standalone creates the schema; takeover uses an "
-                        "existing Mirth database; auto picks one (single instance only)",
+        "mode": Setting("standalone", "standalone creates the schema and seed rows if "
+                        "missing; takeover creates no core tables (schema checks come with "
+                        "the takeover work); auto behaves as standalone for now and is for a "
+                        "single instance only",
                         choices=("standalone", "takeover", "auto")),
         "pool_size": Setting(8, "database connections (and worker threads) at most",
                              check=_positive),
@@ -75,7 +79,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                                        "allocator", check=_positive),
     },
     "cluster": {
-        "enabled": Setting(False, "several engines share one database"),
+        "enabled": Setting(False, "several engines share one database; accepted and checked "
+                           "now, acted on once cluster services land"),
         "map_backend": Setting("memory", "backend of the global/configuration maps, by name"),
         "bus": Setting("local", "event bus between engines, by name"),
         "redis_url": Setting("", "Redis URL for plugins that use Redis"),
