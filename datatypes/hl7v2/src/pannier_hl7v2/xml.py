@@ -1,0 +1,273 @@
+"""ER7 <-> Mirth's XML form of HL7 v2 (mirth-compat.md §5.1).
+
+:func:`er7_to_xml` follows Mirth's non-strict ``ER7Reader`` and ``XMLPrettyPrinter`` exactly
+(element for element, ``<X></X>`` for empty elements, no indentation, Mirth's entity
+encoding). :func:`xml_to_er7` gives the ER7 that Mirth's ``XMLEncodedHL7Handler`` gives for the
+XML Mirth (or an E4X transformer) produces: fields, components and subcomponents are placed by
+the number in their element name, missing ones filled with empty values, repeated field elements
+joined with the repetition separator, every segment followed by the segment delimiter.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from lxml import etree
+from pannier import MessageParseError
+
+from pannier_hl7v2.message import HEADER_SEGMENTS, JAVA_WHITESPACE, Separators
+
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+ROOT = "HL7Message"
+
+_NAMED = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;",
+          "\n": "&#10;", "\r": "&#13;"}
+# Everything MirthXmlUtil.encode changes: the XML specials, CR, LF and every char >= 0x80.
+_NEEDS_ENCODING = re.compile("[&<>\"'\r\n\x80-\U0010ffff]")
+# Characters XML 1.0 cannot carry at all, even as a numeric reference.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_ELEMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+
+
+def _encode_match(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or f"&#{ord(char)};"
+
+
+def xml_escape(text: str) -> str:
+    """Mirth's ``MirthXmlUtil.encode``: ``& < > " '`` as named entities, CR/LF as ``&#13;`` and
+    ``&#10;``, every character >= 0x80 as a decimal reference (one per code point)."""
+    if _NEEDS_ENCODING.search(text) is None:
+        return text
+    return _NEEDS_ENCODING.sub(_encode_match, text)
+
+
+def check_xml_characters(text: str) -> None:
+    """Raise :class:`MessageParseError` if ``text`` holds a character XML 1.0 cannot carry."""
+    bad = _NOT_XML.search(text)
+    if bad is not None:
+        raise MessageParseError(
+            f"the message contains control character U+{ord(bad.group()):04X} at offset "
+            f"{bad.start()}, which XML cannot represent"
+        )
+
+
+def er7_to_xml(
+    text: str,
+    separators: Separators,
+    *,
+    segment_delimiter: str = "\r",
+    handle_repetitions: bool = True,
+    handle_subcomponents: bool = True,
+) -> str:
+    """Mirth's XML for an ER7 message.
+
+    ``text`` must already have its line breaks converted and be trimmed (what
+    :attr:`HL7Message.text <pannier_hl7v2.message.HL7Message.text>` gives); ``separators`` come
+    from :func:`~pannier_hl7v2.message.detect_separators`. Empty segments are skipped. Raises
+    :class:`MessageParseError` for a segment id that cannot be an XML element name or a
+    character XML cannot carry.
+    """
+    check_xml_characters(text)
+    fs, cs, rs, es, ss = separators
+    if ss:
+        special = cs + rs + es[:1] + ss
+    elif es:
+        special = cs + rs + es
+    else:
+        special = cs + rs
+    header_fields = f".1>{xml_escape(fs)}</"
+    header_chars = f".2>{xml_escape(special)}</"
+    split_subs = handle_subcomponents and bool(ss)
+    # Mirth's test ``field.indexOf(sub) > -1`` is true for an empty separator: every field is then
+    # wrapped as a composite, which gives the same elements as the simple case below.
+    out: list[str] = [XML_DECLARATION, "<HL7Message>"]
+    add = out.append
+
+    def field(tag: str, value: str) -> None:
+        if cs in value or (split_subs and ss in value):
+            add(f"<{tag}>")
+            for number, component in enumerate(value.split(cs), 1):
+                ctag = f"{tag}.{number}"
+                if not component:
+                    add(f"<{ctag}></{ctag}>")
+                elif split_subs and ss in component:
+                    add(f"<{ctag}>")
+                    for sub_number, sub in enumerate(component.split(ss), 1):
+                        stag = f"{ctag}.{sub_number}"
+                        add(f"<{stag}>{xml_escape(sub)}</{stag}>")
+                    add(f"</{ctag}>")
+                else:
+                    add(f"<{ctag}>{xml_escape(component)}</{ctag}>")
+            add(f"</{tag}>")
+        else:
+            add(f"<{tag}><{tag}.1>{xml_escape(value)}</{tag}.1></{tag}>")
+
+    for number, segment in enumerate(text.split(segment_delimiter), 1):
+        if not segment:
+            continue
+        parts = segment.split(fs)
+        name = parts[0].strip(JAVA_WHITESPACE)
+        if _ELEMENT_NAME.fullmatch(name) is None:
+            raise MessageParseError(
+                f"segment {number} has id {name[:20]!r}, which is not a segment name "
+                f"(starts with {segment[:30]!r})"
+            )
+        add(f"<{name}>")
+        offset = 0
+        first = 1
+        if name in HEADER_SEGMENTS and len(parts) > 1:
+            add(f"<{name}{header_fields}{name}.1><{name}{header_chars}{name}.2>")
+            offset = 1
+            first = 2
+        for position in range(first, len(parts)):
+            value = parts[position]
+            tag = f"{name}.{position + offset}"
+            if not value:
+                add(f"<{tag}></{tag}>")
+            elif handle_repetitions and rs in value:
+                for repetition in value.split(rs):
+                    if repetition:
+                        field(tag, repetition)
+                    else:
+                        add(f"<{tag}></{tag}>")
+            else:
+                field(tag, value)
+        add(f"</{name}>")
+    add("</HL7Message>")
+    return "".join(out)
+
+
+# --- XML -> ER7 -----------------------------------------------------------------------------
+
+_DECLARATION = re.compile(r"^[\s\ufeff]*<\?xml[^>]*\?>")
+
+
+def _local(element: etree._Element) -> str:
+    return etree.QName(element).localname
+
+
+def _number(name: str, depth: int) -> int:
+    """The position in an element name: ``PID.5.2`` at depth 2 is 2; 0 when unreadable."""
+    parts = name.split(".")
+    if len(parts) <= depth:
+        return 0
+    try:
+        return int(parts[depth])
+    except ValueError:
+        return 0
+
+
+def _children(element: etree._Element) -> list[etree._Element]:
+    return [child for child in element if isinstance(child.tag, str)]
+
+
+def _join(element: etree._Element, depth: int, seps: Separators) -> str:
+    """Join the children of a field (depth 2) or component (depth 3) by their numbers."""
+    separator = seps.component if depth == 2 else seps.subcomponent
+    values: list[str] = []
+    for child in _children(element):
+        number = _number(_local(child), depth)
+        if number > len(values) + 1:
+            values.extend([""] * (number - len(values) - 1))
+        if not _children(child):
+            values.append(child.text or "")
+        elif depth == 2:
+            values.append(_join(child, 3, seps))
+        else:  # deeper than a subcomponent: Mirth writes the text with no separator
+            values.append("".join(child.itertext()))
+    return separator.join(values)
+
+
+def _segment(element: etree._Element, seps: Separators) -> str:
+    name = _local(element)
+    header = name in HEADER_SEGMENTS
+    parts: list[str] = [name]
+    previous = 0
+    for child in _children(element):
+        number = _number(_local(child), 1)
+        if header and number == 1:
+            continue
+        if not _children(child) or (header and number == 2):
+            value = child.text or ""
+        else:
+            value = _join(child, 2, seps)
+        if number == previous and number > 0:
+            parts[-1] += seps.repetition + value
+            continue
+        position = number - 1 if header else number
+        if number > previous and position > len(parts):
+            parts.extend([""] * (position - len(parts)))
+        parts.append(value)
+        previous = number
+    return seps.field.join(parts)
+
+
+def _separators_from(segments: list[etree._Element]) -> Separators:
+    defaults = Separators()
+    for segment in segments:
+        if _local(segment) not in HEADER_SEGMENTS:
+            continue
+        field, chars = defaults.field, ""
+        for child in _children(segment):
+            number = _number(_local(child), 1)
+            if number == 1 and child.text:
+                field = child.text[0]
+            elif number == 2:
+                chars = child.text or ""
+        return Separators(
+            field,
+            chars[0] if len(chars) > 0 else defaults.component,
+            chars[1] if len(chars) > 1 else defaults.repetition,
+            chars[2] if len(chars) > 2 else defaults.escape,
+            chars[3] if len(chars) > 3 else defaults.subcomponent,
+        )
+    return defaults
+
+
+_local_parsers = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    parser = getattr(_local_parsers, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True,
+            remove_pis=True, huge_tree=False,
+        )
+        _local_parsers.parser = parser
+    return parser
+
+
+def parse_xml(xml: str) -> etree._Element:
+    """Parse XML text safely (no DTD, no entities, no network); MessageParseError on failure."""
+    text = _DECLARATION.sub("", xml, count=1).lstrip("\ufeff")
+    try:
+        root = etree.fromstring(text, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise MessageParseError(f"the XML is not well-formed: {exc}") from None
+    if root.getroottree().docinfo.doctype:
+        raise MessageParseError("the XML has a DOCTYPE declaration, which is not allowed")
+    return root
+
+
+def xml_to_er7(xml: str, *, segment_delimiter: str = "\r") -> str:
+    """ER7 from Mirth's XML form (root ``HL7Message``, or a single segment element).
+
+    Separators come from the first MSH/FHS/BHS element's ``.1`` and ``.2`` children (``|^~\\&``
+    when absent). Whitespace-only text between elements is ignored; the text of leaf elements is
+    kept exactly. Every segment is followed by ``segment_delimiter``, as in Mirth.
+    """
+    root = parse_xml(xml)
+    name = _local(root)
+    if name == ROOT:
+        segments = _children(root)
+    elif "." not in name:
+        segments = [root]
+    else:
+        raise MessageParseError(
+            f"the XML root is <{name}>; expected <{ROOT}> or a segment element such as <PID>"
+        )
+    seps = _separators_from(segments)
+    return "".join(_segment(segment, seps) + segment_delimiter for segment in segments)
