@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import trio
-
 from pannier.config import load_config
 from pannier.engine import Engine
 from pannier_mllp import send_mllp

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import trio
-
 from pannier.config import load_config
 from pannier.engine import Engine
 from pannier_mllp import send_mllp

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import trio
-
 from pannier.config import load_config
 from pannier.engine import Engine
 
@@ -20,7 +19,8 @@ def start_engine(nursery: trio.Nursery, tmp_path: Path) -> StartEngine:
     """Start an engine on a fresh SQLite database with the given channel files (TOML text)."""
 
     async def start(channels: Sequence[str], *, plugins: Sequence[object] = (),
-                    config: str = "") -> Engine:
+                    config: str = "", within: trio.Nursery | None = None) -> Engine:
+        """``within``: run the engine in that nursery (cancel it to kill the engine)."""
         folder = tmp_path / "channels"
         folder.mkdir(exist_ok=True)
         for index, text in enumerate(channels):
@@ -29,7 +29,7 @@ def start_engine(nursery: trio.Nursery, tmp_path: Path) -> StartEngine:
         path.write_text(f'[server]\ndata_dir = "var"\n[channels]\npaths = ["channels/*.toml"]\n'
                         f"{config}", encoding="utf-8")
         engine = Engine(load_config(path, environ={}), extra_plugins=plugins)
-        await nursery.start(engine.run)
+        await (within or nursery).start(engine.run)
         return engine
 
     return start

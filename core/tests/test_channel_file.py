@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from pannier.model.channel_file import ChannelFormatError, channel_from_dict, load_channel_file
 from pannier.model.status import StorageMode
 

@@ -5,7 +5,6 @@ database the way Mirth would read them."""
 from __future__ import annotations
 
 import trio
-
 from pannier import RawMessage, Status
 from pannier.runtime.response import destinations_status
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import trio
-
 from pannier import (
     BusEvent,
     CliCommand,

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-
 from pannier import (
     ConnectorType,
     DataType,
@@ -41,6 +40,9 @@ class Echo(DestinationConnector):
         self.sent: list[Any] = []
 
     async def send(self, request: Any) -> Response:
+        if request.properties["fail"] == "block":
+            self.setup.report_state("sending", {"message_id": request.message_id})
+            await trio.sleep_forever()
         if request.properties["fail"] == "raise":
             raise ConnectionRefusedError("downstream refused the connection")
         if request.properties["fail"] == "error":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pannier import ConnectorType, hookimpl
+
 from pannier_file.writer import DEFAULTS, TEMPLATED, FileWriter
 
 

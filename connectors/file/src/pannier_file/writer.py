@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-
 from pannier import ConnectorSetup, DestinationConnector, Response, SendRequest, Status
 
 DEFAULTS: dict[str, Any] = {

@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _wait_for_engine(engine: object) -> None:
-    stop = getattr(engine, "_stop")
+    stop = engine._stop
     await stop.wait()
     await trio.sleep(0)
 

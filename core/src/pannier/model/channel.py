@@ -79,7 +79,8 @@ class SourceSettings:
 
 @dataclass
 class QueueSettings:
-    """Mirth's ``destinationConnectorProperties`` (defaults from ``DestinationConnectorProperties``)."""
+    """Mirth's ``destinationConnectorProperties`` (defaults from
+    ``DestinationConnectorProperties``)."""
 
     queueEnabled: bool = False
     sendFirst: bool = False

@@ -6,10 +6,10 @@ These values are part of the takeover contract (mirth-compat.md §2): they are w
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """A connector message's status (``D_MM.STATUS``)."""
 
     RECEIVED = "R"

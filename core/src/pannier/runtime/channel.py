@@ -39,6 +39,7 @@ from pannier.datatypes import DataType, MessageParseError
 from pannier.model.channel import Channel, Connector
 from pannier.model.status import ContentType, Status
 from pannier.runtime import xstream
+from pannier.runtime.recovery import recover
 from pannier.runtime.response import select_response
 from pannier.runtime.storage import StorageSettings, storage_settings
 from pannier.store.statistics import StatisticsAccumulator
@@ -126,6 +127,7 @@ class DeployedChannel:
         self._source_scope = trio.CancelScope()
         self.state = "deploying"
         self.bound: Any = None
+        self.recovered = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -138,6 +140,9 @@ class DeployedChannel:
                 started.append(destination)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._flush_statistics_forever)
+                # Unfinished work of this server first, in message id order, before any new
+                # message is accepted (mirth-compat §3.5).
+                self.recovered = await recover(self)
                 self.bound = await nursery.start(self._run_source)
                 self.state = "started"
                 task_status.started(self.bound)
@@ -236,7 +241,22 @@ class DeployedChannel:
         message_id = first.message_id
         self.statistics.update(0, Status.RECEIVED, None)
         ctx = MessageContext(message_id, raw, received, source_map)
+        response = await self.process_received(ctx, decode_error)
+        return DispatchResult(message_id=message_id, response=response)
 
+    async def process_received(self, ctx: MessageContext, decode_error: str = "",
+                               existing: Mapping[int, Status] | None = None,
+                               ) -> Response | None:
+        """Process a message whose "received" transaction is committed: source
+        filter/transformer, destinations, response, and the "processed" transaction.
+
+        ``existing`` (recovery only) gives the status of destination rows already stored:
+        final ones (S, F, E, Q) are kept as they are, R and P ones are sent again and updated.
+        """
+        store = self.store.store
+        storage = self.storage
+        raw = ctx.raw
+        message_id = ctx.message_id
         # Source filter/transformer. With none configured Mirth skips the executor: the
         # encoded message is the raw one; the data type still vets the message.
         second = Unit()
@@ -273,7 +293,8 @@ class DeployedChannel:
         if source_status == Status.TRANSFORMED and self.chains:
             async with trio.open_nursery() as nursery:
                 for chain in self.chains:
-                    nursery.start_soon(self._run_chain, chain, ctx, second, raw)
+                    nursery.start_soon(self._run_chain, chain, ctx, second, raw,
+                                       existing or {})
 
         response = select_response(
             self.response_variable, datatype=self.datatype, raw=raw,
@@ -303,15 +324,21 @@ class DeployedChannel:
         for metadata_id, new, previous in ctx.stats:
             self.statistics.update(metadata_id, new, previous)
         self.engine.notify_message_finished(self.id, message_id, source_status, ctx)
-        return DispatchResult(message_id=message_id, response=response)
+        return response
 
     async def _run_chain(self, chain: list[DestinationRuntime], ctx: MessageContext,
-                         unit: Unit, raw: str) -> None:
+                         unit: Unit, raw: str, existing: Mapping[int, Status]) -> None:
         for destination in chain:
-            await self._run_destination(destination, ctx, unit, raw)
+            stored = existing.get(destination.model.metaDataId)
+            if stored is not None and stored not in (Status.RECEIVED, Status.PENDING):
+                # Finished before a restart: keep its outcome, do not send it twice.
+                ctx.destination_statuses.append(stored)
+                ctx.response_map[f"d{destination.model.metaDataId}"] = Response(stored)
+                continue
+            await self._run_destination(destination, ctx, unit, raw, stored is not None)
 
     async def _run_destination(self, destination: DestinationRuntime, ctx: MessageContext,
-                               unit: Unit, raw: str) -> Status:
+                               unit: Unit, raw: str, row_exists: bool = False) -> Status:
         model = destination.model
         metadata_id = model.metaDataId
         storage = self.storage
@@ -334,19 +361,26 @@ class DeployedChannel:
                                 response.error)
         ctx.response_map[f"d{metadata_id}"] = response
         ctx.destination_statuses.append(status)
-        ctx.stats.append((metadata_id, Status.RECEIVED, None))
+        if not row_exists:
+            ctx.stats.append((metadata_id, Status.RECEIVED, None))
         ctx.stats.append((metadata_id, status, Status.RECEIVED))
         if not storage.enabled:
             return status
         message_id = ctx.message_id
         error = response.error if status == Status.ERROR else ""
-        unit.add(INSERT_CONNECTOR, self.store.insert_connector, {
-            "ID": metadata_id, "MESSAGE_ID": message_id, "SERVER_ID": self.server_id,
-            "RECEIVED_DATE": ctx.received, "STATUS": status.value,
-            "CONNECTOR_NAME": model.name, "SEND_ATTEMPTS": 1, "SEND_DATE": send_date,
-            "RESPONSE_DATE": self.store.store.now(),
-            "ERROR_CODE": ContentType.PROCESSING_ERROR.error_code if error else 0,
-            "CHAIN_ID": destination.chain_id, "ORDER_ID": destination.order_id})
+        error_code = ContentType.PROCESSING_ERROR.error_code if error else 0
+        if row_exists:
+            unit.add(UPDATE_CONNECTOR, self.store.update_connector, {
+                "b_message_id": message_id, "b_metadata_id": metadata_id,
+                "STATUS": status.value, "SEND_ATTEMPTS": 1, "SEND_DATE": send_date,
+                "RESPONSE_DATE": self.store.store.now(), "ERROR_CODE": error_code})
+        else:
+            unit.add(INSERT_CONNECTOR, self.store.insert_connector, {
+                "ID": metadata_id, "MESSAGE_ID": message_id, "SERVER_ID": self.server_id,
+                "RECEIVED_DATE": ctx.received, "STATUS": status.value,
+                "CONNECTOR_NAME": model.name, "SEND_ATTEMPTS": 1, "SEND_DATE": send_date,
+                "RESPONSE_DATE": self.store.store.now(), "ERROR_CODE": error_code,
+                "CHAIN_ID": destination.chain_id, "ORDER_ID": destination.order_id})
         if storage.store_destination_encoded:
             self._add_content(unit, message_id, metadata_id, ContentType.ENCODED, encoded,
                               model.outboundDataType)

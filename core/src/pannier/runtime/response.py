@@ -1,4 +1,5 @@
-"""Response selection: what a source answers its client with (Mirth's ``ResponseSelector``, §3.4)."""
+"""Response selection: what a source answers its client with (Mirth's ``ResponseSelector``,
+§3.4)."""
 
 from __future__ import annotations
 

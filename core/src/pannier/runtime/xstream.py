@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+import xml.etree.ElementTree as ElementTree
 from xml.sax.saxutils import escape
 
 from pannier.connectors import Response
@@ -67,3 +68,26 @@ def serialize_properties(class_name: str | None, properties: Mapping[str, Any]) 
         lines.append(f"  <{key}>{text}</{key}>")
     lines.append(f"</{tag}>")
     return "\n".join(lines)
+
+
+def parse_map(text: str) -> dict[str, Any]:
+    """Read a map written by :func:`serialize_map` (or by Mirth, for string, number and
+    boolean values; other values come back as their text)."""
+    if not text.strip():
+        return {}
+    values: dict[str, Any] = {}
+    for entry in ElementTree.fromstring(text).iter("entry"):
+        children = list(entry)
+        if len(children) != 2:
+            continue
+        key, value = children
+        raw = value.text or ""
+        if value.tag == "int" or value.tag == "long":
+            values[key.text or ""] = int(raw)
+        elif value.tag == "boolean":
+            values[key.text or ""] = raw == "true"
+        elif value.tag == "double":
+            values[key.text or ""] = float(raw)
+        else:
+            values[key.text or ""] = raw
+    return values

@@ -372,10 +372,11 @@ class Store:
 
     @staticmethod
     def _execute(conn: Connection, batch: list[Unit]) -> None:
-        groups: dict[tuple[int, int], tuple[Any, list[dict[str, Any]]]] = {}
+        groups: dict[tuple[Any, ...], tuple[Any, list[dict[str, Any]]]] = {}
         for unit in batch:
             for priority, statement, params in unit.ops:
-                key = (priority, id(statement))
+                # Rows of one executemany must bind the same parameters.
+                key = (priority, id(statement), *params)
                 if key not in groups:
                     groups[key] = (statement, [])
                 groups[key][1].append(params)
