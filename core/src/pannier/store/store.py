@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -175,11 +176,13 @@ class Store:
     """One database holding Mirth's schema, shared by every channel of the engine."""
 
     def __init__(self, url: str, server_id: str, allocator: SequenceAllocator,
-                 *, pool_size: int = 8, max_batch: int = 256) -> None:
+                 *, pool_size: int = 8, max_batch: int = 256,
+                 retry_seconds: float = 60.0) -> None:
         self.url = url
         self.server_id = server_id
         self.allocator = allocator
         self.max_batch = max_batch
+        self.retry_seconds = retry_seconds
         self.engine: Engine = _create_engine(url, pool_size)
         self.dialect = self.engine.dialect.name
         self._limiter = trio.CapacityLimiter(pool_size)
@@ -329,32 +332,56 @@ class Store:
                 unit.done.set()
 
     def _commit_batch(self, batch: list[Unit]) -> None:
+        """Allocate ids and write ``batch`` in one transaction (worker thread).
+
+        Transient failures (deadlock, lock timeout, lost connection, database restarting)
+        are retried with backoff for up to ``retry_seconds``: these units are accepted
+        messages and must not be lost to a blip. A permanent failure of a batch falls back to
+        one transaction per unit, so only the unit at fault fails.
+        """
         try:
-            self._allocate_ids(batch)
+            self._with_retries(lambda: self._allocate_ids(batch), "message id allocation")
         except Exception as exc:
-            log.exception("message id allocation failed")
             for unit in batch:
                 unit.error = exc
             return
         if not any(unit.ops or unit.custom for unit in batch):
             return  # id allocation only
         try:
-            with self.engine.begin() as conn:
-                self._execute(conn, batch)
+            self._with_retries(lambda: self._write(batch), f"write of {len(batch)} unit(s)")
             return
         except Exception as exc:
-            if len(batch) == 1:
+            if len(batch) == 1 or is_transient(exc):
                 log.error("store write failed: %s", exc)
-                batch[0].error = exc
+                for unit in batch:
+                    unit.error = exc
                 return
             log.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
         for unit in batch:
             try:
-                with self.engine.begin() as conn:
-                    self._execute(conn, [unit])
+                self._write([unit])
             except Exception as exc:
                 log.error("store write failed: %s", exc)
                 unit.error = exc
+
+    def _write(self, batch: list[Unit]) -> None:
+        with self.engine.begin() as conn:
+            self._execute(conn, batch)
+
+    def _with_retries(self, work: Callable[[], None], what: str) -> None:
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                work()
+                return
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("%s failed (%s); retrying in %.2f s", what,
+                            str(exc).splitlines()[0], delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _allocate_ids(self, batch: list[Unit]) -> None:
         wanting: dict[int, list[Unit]] = {}
@@ -410,6 +437,30 @@ def _create_engine(url: str, pool_size: int) -> Engine:
         return engine
     return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
                             pool_pre_ping=True, pool_recycle=3600)
+
+
+#: Error codes that mean "try again": MySQL/MariaDB deadlock, lock wait timeout, server gone
+#: or lost; PostgreSQL deadlock, serialization failure, shutdown, connection exceptions.
+_TRANSIENT_MYSQL = {1205, 1213, 2003, 2006, 2013}
+_TRANSIENT_PG_PREFIXES = ("40P01", "40001", "57P", "08")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same transaction later may succeed."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        args = getattr(orig, "args", ())
+        if args and isinstance(args[0], int) and args[0] in _TRANSIENT_MYSQL:
+            return True
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if sqlstate and str(sqlstate).startswith(_TRANSIENT_PG_PREFIXES):
+            return True
+        if "database is locked" in str(orig):
+            return True
+        return isinstance(exc, sa.exc.OperationalError) and "connect" in str(orig).lower()
+    return False
 
 
 def new_server_id() -> str:
