@@ -218,3 +218,45 @@ async def test_observer_hooks_fire_in_order(start_engine) -> None:
         < names.index("stopping") < names.index("undeployed")
     assert ("state", (0, "idle", {"connections": 0})) in kit.events
     assert ("finished", (result.message_id, {0: "T", 1: "S", 2: "S"})) in kit.events
+
+
+async def test_statistics_equal_counts_derived_from_connector_rows(start_engine) -> None:
+    destinations = """
+[[destinations]]
+name = "Fine"
+transportName = "Echo"
+inboundDataType = "TESTTEXT"
+
+[[destinations]]
+name = "Refusing"
+transportName = "Echo"
+inboundDataType = "TESTTEXT"
+waitForPrevious = false
+[destinations.properties]
+fail = "error"
+"""
+    kit = KitPlugin()
+    engine = await start_engine([channel_toml(destinations=destinations, threads=4)],
+                                plugins=[kit])
+
+    async def send(i: int) -> None:
+        await dispatch(kit, ("BAD|" if i % 7 == 0 else "ORU|") + str(i))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(200):
+            nursery.start_soon(send, i)
+    await flush(engine)
+    n = rows(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+
+    def derived(where: str) -> tuple:
+        return rows(engine, f"SELECT COUNT(*), SUM(STATUS = 'F'), SUM(STATUS = 'S'), "
+                            f"SUM(STATUS = 'E') FROM D_MM{n} WHERE {where}")[0]
+
+    stats = {r[0]: tuple(r[1:]) for r in rows(
+        engine, f"SELECT METADATA_ID, RECEIVED, FILTERED, SENT, ERROR FROM D_MS{n}")}
+    for metadata_id in (0, 1, 2):
+        assert stats[metadata_id] == derived(f"ID = {metadata_id}"), metadata_id
+    received, _, _, _ = derived("ID = 0")
+    _, filtered, sent, errors = derived("1 = 1")
+    assert stats[None] == (received, filtered, sent, errors)
+    assert stats[None] == (200, 0, 171, 29 + 171)
