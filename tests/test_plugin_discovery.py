@@ -124,3 +124,17 @@ def test_plugin_settings_are_validated(installed, tmp_path, section, expected) -
     result = pannier(installed("good", "broken"), "config", "check", "--config", str(config))
     assert result.returncode == 2
     assert expected in result.stderr
+
+
+def test_the_built_in_plugins_are_listed_with_what_they_contribute(tmp_path) -> None:
+    result = subprocess.run([sys.executable, "-m", "pannier.cli.main", "plugins"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for line in ("core  (pannier-core 0.1.0)", "mllp  (pannier-mllp 0.1.0)",
+                 "file  (pannier-file 0.1.0)", "hl7v2  (pannier-hl7v2 0.1.0)",
+                 "connectors: TCP Listener (source), TCP Sender (destination)",
+                 "connectors: File Writer (destination)", "data types: HL7V2",
+                 "map backends: memory", "sequence allocators: block, single",
+                 "cluster buses: local", "commands: send"):
+        assert line in out, f"{line!r} not in:\n{out}"
