@@ -152,7 +152,7 @@ class Config:
 
     @property
     def data_dir(self) -> Path:
-        return (self.base_dir / self["server.data_dir"]).resolve()
+        return (self.base_dir / str(self["server.data_dir"])).resolve()
 
     @property
     def database_url(self) -> str:

@@ -127,6 +127,8 @@ class Engine:
         self.channels: dict[str, DeployedChannel] = {}
         self.deploy_errors: dict[str, str] = {}
         self._stop = trio.Event()
+        self.stopped = trio.Event()
+        """Set once ``run`` has finished, cleanly or not."""
         self._finish_observers = bool(self.pm.hook.pannier_message_finished.get_hookimpls())
         self.ready = False
 
@@ -203,6 +205,7 @@ class Engine:
             with trio.CancelScope(shield=True):
                 await self.map_backend.aclose()
                 await store.aclose()
+            self.stopped.set()
             log.info("engine %s stopped", self.server_id)
 
     async def _drain_all(self) -> None:

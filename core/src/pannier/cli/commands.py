@@ -13,6 +13,7 @@ from pathlib import Path
 import trio
 
 from pannier.config import Config, ConfigError, load_config
+from pannier.engine import Engine
 from pannier.extensions import CliCommand
 from pannier.model.channel_file import ChannelFormatError
 from pannier.plugins import (
@@ -53,8 +54,6 @@ def _configure_logging(config: Config) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pannier.engine import Engine
-
     try:
         config = load_config(config_path(args))
         _configure_logging(config)
@@ -68,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
             await nursery.start(engine.run)
             for deployed in engine.channels.values():
                 log.info("channel %r listening: %s", deployed.channel.name, deployed.bound)
-            await _wait_for_engine(engine)
+            await engine.stopped.wait()
             nursery.cancel_scope.cancel()
 
     try:
@@ -78,17 +77,11 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if engine.deploy_errors and not engine.channels else 0
 
 
-async def _wait_for_engine(engine: object) -> None:
-    stop = engine._stop
-    await stop.wait()
-    await trio.sleep(0)
-
-
-async def _stop_on_signal(engine: object) -> None:
+async def _stop_on_signal(engine: Engine) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log.info("received %s: draining and stopping", signal.Signals(signum).name)
-            engine.request_stop()  # type: ignore[attr-defined]
+            engine.request_stop()
             break
 
 
@@ -121,7 +114,7 @@ def _configure_plugins(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from pannier.engine import DeployError, Engine
+    from pannier.engine import DeployError
 
     if args.action != "check":
         return fail(f"unknown config action {args.action!r}")
