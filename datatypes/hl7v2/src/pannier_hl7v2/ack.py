@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import calendar
 import re
+import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 from typing import NamedTuple
 
 from pannier_hl7v2.message import JAVA_WHITESPACE
@@ -46,8 +48,10 @@ def _field(letter: str, count: int) -> Callable[[datetime], str]:
     if letter == "G":
         return lambda _moment: "AD"
     if letter in "yY":
+
         def year(moment: datetime) -> int:
             return moment.isocalendar()[0] if letter == "Y" else moment.year
+
         if count == 2:
             return lambda moment: f"{year(moment) % 100:02d}"
         return _number(year, count)
@@ -90,6 +94,10 @@ def _field(letter: str, count: int) -> Callable[[datetime], str]:
     return lambda moment: _offset(moment, count >= 3, True)
 
 
+def _literal(text: str) -> Callable[[datetime], str]:
+    return lambda _moment: text
+
+
 def _tokens(pattern: str) -> list[str | tuple[str, int]]:
     tokens: list[str | tuple[str, int]] = []
     i, n = 0, len(pattern)
@@ -129,13 +137,32 @@ def _tokens(pattern: str) -> list[str | tuple[str, int]]:
 
 
 def _default_format(moment: datetime) -> str:
-    return (f"{moment.year:04d}{moment.month:02d}{moment.day:02d}{moment.hour:02d}"
-            f"{moment.minute:02d}{moment.second:02d}.{moment.microsecond // 1000:03d}")
+    return (
+        f"{moment.year:04d}{moment.month:02d}{moment.day:02d}{moment.hour:02d}"
+        f"{moment.minute:02d}{moment.second:02d}.{moment.microsecond // 1000:03d}"
+    )
+
+
+_second_cache: tuple[int, str] = (-1, "")
+
+
+def _default_now() -> str:
+    """``yyyyMMddHHmmss.SSS`` for now; the seconds part is formatted once per second."""
+    global _second_cache
+    now = time.time()
+    second = int(now)
+    cached_second, prefix = _second_cache
+    if second != cached_second:
+        prefix = time.strftime("%Y%m%d%H%M%S", time.localtime(second))
+        _second_cache = (second, prefix)
+    return f"{prefix}.{int((now - second) * 1000):03d}"
 
 
 def _seconds_format(moment: datetime) -> str:
-    return (f"{moment.year:04d}{moment.month:02d}{moment.day:02d}{moment.hour:02d}"
-            f"{moment.minute:02d}{moment.second:02d}")
+    return (
+        f"{moment.year:04d}{moment.month:02d}{moment.day:02d}{moment.hour:02d}"
+        f"{moment.minute:02d}{moment.second:02d}"
+    )
 
 
 class JavaDateFormat:
@@ -158,7 +185,7 @@ class JavaDateFormat:
         parts: list[Callable[[datetime], str]] = []
         for token in _tokens(pattern):
             if isinstance(token, str):
-                parts.append(lambda _moment, text=token: text)
+                parts.append(_literal(token))
             else:
                 self._zoned = self._zoned or token[0] in "zZX"
                 parts.append(_field(*token))
@@ -170,6 +197,8 @@ class JavaDateFormat:
 
     def now(self) -> str:
         """The current local time formatted by the pattern."""
+        if self._format is _default_format:
+            return _default_now()
         moment = datetime.now()
         return self._format(moment.astimezone() if self._zoned else moment)
 
@@ -216,41 +245,45 @@ def read_header(message: str, segment_delimiter: str = "\r") -> InboundHeader:
     start = _header_start(message)
     if start < 0 or len(message) - start < 9:
         return InboundHeader()
-    msh = message[start:]
-    fd = msh[3]
-    cd = msh[4]
+    fd, cd = message[start + 3], message[start + 4]
     if cd == fd or cd in "\r\n":
         return InboundHeader()
     rd, ed, sd = "~", "\\", "&"
     stops = (fd, "\r", "\n")
-    if msh[5] not in stops:
-        rd = msh[5]
-        if msh[6] not in stops:
-            ed = msh[6]
-            if msh[7] not in stops:
-                sd = msh[7]
-    end = len(msh)
-    for stop in ("\r", "\n", segment_delimiter):
-        found = msh.find(stop, 0, end)
+    if message[start + 5] not in stops:
+        rd = message[start + 5]
+        if message[start + 6] not in stops:
+            ed = message[start + 6]
+            if message[start + 7] not in stops:
+                sd = message[start + 7]
+    end = len(message)
+    for stop in ("\r", "\n") if segment_delimiter in "\r\n" else ("\r", "\n", segment_delimiter):
+        found = message.find(stop, start, end)
         if found != -1:
             end = found
-    fields = msh[:end].split(fd)
+    fields = message[start:end].split(fd)
     if len(fields) < 15:
         fields.extend([""] * (15 - len(fields)))
     message_type = fields[8].split(cd)
     processing = fields[10].split(cd)
-    return InboundHeader(
-        fd, cd, rd, ed, sd,
-        sending_application=fields[2].partition(cd)[0],
-        sending_facility=fields[3].partition(cd)[0],
-        receiving_application=fields[4].partition(cd)[0],
-        receiving_facility=fields[5].partition(cd)[0],
-        event=message_type[1] if len(message_type) > 1 else "",
-        control_id=fields[9].partition(cd)[0],
-        processing_id=processing[0],
-        processing_mode=processing[1] if len(processing) > 1 else "",
-        version=fields[11].partition(cd)[0],
-        accept_ack_type=fields[14].partition(cd)[0],
+    return InboundHeader._make(
+        (
+            fd,
+            cd,
+            rd,
+            ed,
+            sd,
+            fields[2].partition(cd)[0],  # sending application, MSH-3.1
+            fields[3].partition(cd)[0],  # sending facility, MSH-4.1
+            fields[4].partition(cd)[0],  # receiving application, MSH-5.1
+            fields[5].partition(cd)[0],  # receiving facility, MSH-6.1
+            message_type[1] if len(message_type) > 1 else "",  # event, MSH-9.2
+            fields[9].partition(cd)[0],  # control id, MSH-10.1
+            processing[0],  # processing id, MSH-11.1
+            processing[1] if len(processing) > 1 else "",  # processing mode, MSH-11.2
+            fields[11].partition(cd)[0],  # version, MSH-12.1
+            fields[14].partition(cd)[0],  # accept acknowledgment type, MSH-15.1
+        )
     )
 
 
@@ -265,6 +298,7 @@ def _java_int(text: str) -> int:
     return value
 
 
+@lru_cache(maxsize=256)
 def event_in_ack(version: str) -> bool:
     """Mirth's rule: ``ACK^{event}^ACK`` only when the version reads as 2.x with x > 3.
 
@@ -299,20 +333,22 @@ def build_ack(
     processing = header.processing_id or "P"
     if header.processing_mode:
         processing += cd + header.processing_mode
-    msh = fd.join((
-        "MSH",
-        cd + header.repetition + header.escape + header.subcomponent,
-        header.receiving_application or "MIRTH",
-        header.receiving_facility,
-        header.sending_application,
-        header.sending_facility,
-        timestamp,
-        "",
-        ack_type,
-        timestamp,
-        processing,
-        version,
-    ))
+    msh = fd.join(
+        (
+            "MSH",
+            cd + header.repetition + header.escape + header.subcomponent,
+            header.receiving_application or "MIRTH",
+            header.receiving_facility,
+            header.sending_application,
+            header.sending_facility,
+            timestamp,
+            "",
+            ack_type,
+            timestamp,
+            processing,
+            version,
+        )
+    )
     msa = f"MSA{fd}{code}{fd}{header.control_id or '1'}"
     if text:
         msa += fd + text
@@ -329,6 +365,6 @@ def generate_ack(
 ) -> str:
     """An ACK answering ``message`` with acknowledgment ``code`` and optional ``text``."""
     if timestamp is None:
-        timestamp = _default_format(datetime.now())
+        timestamp = _default_now()
     header = read_header(message.strip(JAVA_WHITESPACE), segment_delimiter)
     return build_ack(header, code, text, timestamp, segment_delimiter)

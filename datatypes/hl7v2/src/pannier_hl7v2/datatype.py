@@ -25,28 +25,30 @@ logger = logging.getLogger("pannier.hl7v2")
 
 NAME = "HL7V2"
 
-DEFAULTS: Mapping[str, Any] = MappingProxyType({
-    # serialization (ER7 -> parsed message / XML), HL7v2SerializationProperties
-    "handleRepetitions": True,
-    "handleSubcomponents": True,
-    "useStrictParser": False,
-    "useStrictValidation": False,
-    "stripNamespaces": False,
-    "segmentDelimiter": "\\r",
-    "convertLineBreaks": True,
-    # batch, HL7v2BatchProperties
-    "splitType": "MSH_Segment",
-    "batchScript": "",
-    # response generation, HL7v2ResponseGenerationProperties
-    "successfulACKCode": "AA",
-    "successfulACKMessage": "",
-    "errorACKCode": "AE",
-    "errorACKMessage": "An Error Occurred Processing Message.",
-    "rejectedACKCode": "AR",
-    "rejectedACKMessage": "Message Rejected.",
-    "msh15ACKAccept": False,
-    "dateFormat": DEFAULT_DATE_FORMAT,
-})
+DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        # serialization (ER7 -> parsed message / XML), HL7v2SerializationProperties
+        "handleRepetitions": True,
+        "handleSubcomponents": True,
+        "useStrictParser": False,
+        "useStrictValidation": False,
+        "stripNamespaces": False,
+        "segmentDelimiter": "\\r",
+        "convertLineBreaks": True,
+        # batch, HL7v2BatchProperties
+        "splitType": "MSH_Segment",
+        "batchScript": "",
+        # response generation, HL7v2ResponseGenerationProperties
+        "successfulACKCode": "AA",
+        "successfulACKMessage": "",
+        "errorACKCode": "AE",
+        "errorACKMessage": "An Error Occurred Processing Message.",
+        "rejectedACKCode": "AR",
+        "rejectedACKMessage": "Message Rejected.",
+        "msh15ACKAccept": False,
+        "dateFormat": DEFAULT_DATE_FORMAT,
+    }
+)
 """Every property the data type understands, with Mirth's default.
 
 Mirth keeps these in separate groups; ``segmentDelimiter`` (stored escaped, ``\\r``) serves as
@@ -142,18 +144,21 @@ class HL7v2Properties:
         )
 
 
-# Characters HL7 v2 text cannot carry unescaped: C0 controls other than TAB, LF and CR (this
-# includes the MLLP frame bytes 0x0B and 0x1C), and lone surrogates left by undecodable bytes.
-_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
-_CONTROL_BYTES = bytes(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D))
+# What validate() refuses inside a message: NUL (no database text column takes it, and it is
+# never HL7 text), the MLLP frame bytes 0x0B and 0x1C (framing damage), and lone surrogates
+# (bytes the connector could not decode). Other C0 controls (form feeds in reports, say) pass, as
+# in Mirth; only the XML form refuses them, because XML 1.0 cannot carry them.
+_FORBIDDEN = re.compile("[\x00\x0b\x1c\ud800-\udfff]")
+_FORBIDDEN_BYTES = b"\x00\x0b\x1c"
+_CONTROL_NAMES = {0x00: "NUL", 0x0B: "MLLP start block 0x0B", 0x1C: "MLLP end block 0x1C"}
 
 
 def _check_characters(text: str) -> None:
-    # UTF-8 bytes of non-ASCII characters are all >= 0x80, so deleting the control bytes from
-    # the encoded text finds control characters in C (a regex over the text is ~5x slower).
+    # Non-ASCII characters encode to bytes >= 0x80, so deleting the forbidden bytes from the
+    # UTF-8 text finds them in C (a regex over the text is several times slower).
     try:
         data = text.encode("utf-8")
-        clean = len(data.translate(None, _CONTROL_BYTES)) == len(data)
+        clean = len(data.translate(None, _FORBIDDEN_BYTES)) == len(data)
     except UnicodeEncodeError:
         clean = False
     if clean:
@@ -161,11 +166,13 @@ def _check_characters(text: str) -> None:
     bad = _FORBIDDEN.search(text)
     assert bad is not None
     code = ord(bad.group())
-    what = "an undecodable byte" if 0xD800 <= code <= 0xDFFF else f"0x{code:02X}"
+    what = _CONTROL_NAMES.get(code, "an undecodable byte")
     raise MessageParseError(
-        f"message contains control character {what} at offset {bad.start()}, which "
-        "HL7 v2 text cannot carry unescaped (binary data must use \\X..\\ escapes or Base64)"
+        f"message contains {what} at offset {bad.start()}, which HL7 v2 text cannot carry "
+        "(binary data must be escaped as \\X..\\ or Base64-encoded)"
     )
+
+
 _PRINTABLE_LIMIT = 40
 
 
@@ -195,6 +202,7 @@ class HL7v2DataType(DataType):
         else:
             pattern = re.escape(delimiter)
         self._line_pattern = re.compile(pattern)
+        self._delimiter_is_break = delimiter in ("\r", "\n", "\r\n")
 
     # --- reading --------------------------------------------------------------------------
 
@@ -210,8 +218,10 @@ class HL7v2DataType(DataType):
         Rejected: fewer than 6 characters after trimming (Mirth's rule); a first segment other
         than MSH, FHS or BHS; a header without a field separator or without complete encoding
         characters (MSH-2 must hold at least the component and repetition characters and be
-        closed by a field separator); control characters HL7 text cannot carry (NUL, the MLLP
-        frame bytes 0x0B and 0x1C, other C0 controls except TAB/LF/CR).
+        closed by a field separator); NUL, the MLLP frame bytes 0x0B and 0x1C inside the
+        message, and undecodable bytes (lone surrogates). Mirth's non-strict parser checks none
+        of this beyond the length; these are the cases that cannot be an HL7 message or cannot
+        be stored.
         """
         text = self._text(raw)
         if len(text) < 6:
@@ -239,8 +249,7 @@ class HL7v2DataType(DataType):
         fs = header[3]
         if fs.isalnum() or fs.isspace():
             raise MessageParseError(
-                f"{name} segment has no field separator: {name}-1 is {fs!r} "
-                f"({_excerpt(header)})"
+                f"{name} segment has no field separator: {name}-1 is {fs!r} ({_excerpt(header)})"
             )
         close = header.find(fs, 4)
         chars = header[4:] if close == -1 else header[4:close]
@@ -249,8 +258,10 @@ class HL7v2DataType(DataType):
                 f"{name} segment is truncated: {name}-2 must hold the encoding characters "
                 f"(normally ^~\\&) followed by {fs!r}, got {_excerpt(header)}"
             )
-        if fs in chars or len(set(chars)) != len(chars) or any(
-            c.isalnum() or c.isspace() for c in chars
+        if (
+            fs in chars
+            or len(set(chars)) != len(chars)
+            or any(c.isalnum() or c.isspace() for c in chars)
         ):
             raise MessageParseError(
                 f"{name}-2 encoding characters {chars!r} are not valid: they must be distinct "
@@ -266,7 +277,8 @@ class HL7v2DataType(DataType):
         """An :class:`HL7Message` for ``raw`` without validation."""
         props = self.properties
         return HL7Message(
-            raw, segment_delimiter=props.segment_delimiter,
+            raw,
+            segment_delimiter=props.segment_delimiter,
             convert_line_breaks=props.convert_line_breaks,
         )
 
@@ -287,30 +299,30 @@ class HL7v2DataType(DataType):
     def _metadata(self, raw: str) -> dict[str, str]:
         props = self.properties
         index = len(raw) - len(raw.lstrip(JAVA_WHITESPACE))
+        name = raw[index : index + 3]
+        if name not in HEADER_SEGMENTS:
+            return {}
+        delimiter = props.segment_delimiter
         if props.convert_line_breaks:
-            cr, lf = raw.find("\r", index), raw.find("\n", index)
-            ends = [e for e in (cr, lf) if e != -1]
-            if props.segment_delimiter not in ("\r", "\n", "\r\n"):
-                other = raw.find(props.segment_delimiter, index)
-                if other != -1:
-                    ends.append(other)
-            end = min(ends) if ends else len(raw)
+            end = len(raw)
+            stops = ("\r", "\n") if self._delimiter_is_break else ("\r", "\n", delimiter)
+            for stop in stops:
+                found = raw.find(stop, index, end)
+                if found != -1:
+                    end = found
         else:
-            end = raw.find(props.segment_delimiter, index)
+            end = raw.find(delimiter, index)
             if end == -1:
                 end = len(raw)
-        header = raw[index:end]
-        name = header[:3]
-        if name not in HEADER_SEGMENTS or len(header) <= 3:
+        if end - index <= 3:
             return {}
-        fs = header[3]
-        fields = header.split(fs)
+        fields = raw[index:end].split(raw[index + 3])
         if len(fields) < 3:  # MSH-2 never closed
             return {}
         chars = fields[1]
-        comp = chars[0] if len(chars) > 0 else None
-        rep = chars[1] if len(chars) > 1 and props.handle_repetitions else None
-        sub = chars[3] if len(chars) > 3 and props.handle_subcomponents else None
+        comp = chars[0:1]
+        rep = chars[1:2] if props.handle_repetitions else ""
+        sub = chars[3:4] if props.handle_subcomponents else ""
         result: dict[str, str] = {}
         if len(fields) > 3:
             result["mirth_source"] = _first_component(fields[3], comp, rep, sub)
@@ -333,7 +345,9 @@ class HL7v2DataType(DataType):
         first_end = text.find(props.segment_delimiter)
         separators = detect_separators(text, len(text) if first_end == -1 else first_end)
         return er7_to_xml(
-            text, separators, segment_delimiter=props.segment_delimiter,
+            text,
+            separators,
+            segment_delimiter=props.segment_delimiter,
             handle_repetitions=props.handle_repetitions,
             handle_subcomponents=props.handle_subcomponents,
         )
@@ -386,7 +400,7 @@ class HL7v2DataType(DataType):
         if text.startswith("<"):
             try:
                 text = xml_to_er7(text, segment_delimiter=props.segment_delimiter)
-            except MessageParseError:
+            except Exception:  # not our XML: answer with the defaults
                 text = ""
         header = read_header(text, props.segment_delimiter)
         accept = header.accept_ack_type.upper() if props.msh15_ack_accept else ""
@@ -400,13 +414,17 @@ class HL7v2DataType(DataType):
             if accept == "SU":
                 return None
             code, message, outcome = (
-                props.rejected_ack_code, props.rejected_ack_message, Status.FILTERED
+                props.rejected_ack_code,
+                props.rejected_ack_message,
+                Status.FILTERED,
             )
         else:
             if accept == "ER":
                 return None
             code, message, outcome = (
-                props.successful_ack_code, props.successful_ack_message, Status.SENT
+                props.successful_ack_code,
+                props.successful_ack_message,
+                Status.SENT,
             )
         ack = build_ack(header, code, message, self._clock.now(), props.segment_delimiter)
         nack = "N" if outcome != Status.SENT else ""
@@ -415,41 +433,29 @@ class HL7v2DataType(DataType):
         )
 
 
-def _first_component(value: str, comp: str | None, rep: str | None, sub: str | None) -> str:
-    """The text before the first component (or repetition) separator, cut at a subcomponent."""
-    end = len(value)
-    for stop in (comp, rep):
-        if stop is not None:
-            found = value.find(stop)
-            if found != -1 and found < end:
-                end = found
-    first = value[:end]
-    if sub is not None:
-        cut = first.find(sub)
-        if cut != -1:
-            first = first[:cut]
-    return first
+def _first_component(value: str, comp: str, rep: str, sub: str) -> str:
+    """The text before the first component (or repetition) separator, cut at a subcomponent.
+
+    An empty separator is one the message does not declare (or the properties switch off).
+    """
+    if comp:
+        value = value.partition(comp)[0]
+    if rep:
+        value = value.partition(rep)[0]
+    if sub:
+        value = value.partition(sub)[0]
+    return value
 
 
-def _message_type(value: str, comp: str | None, rep: str | None, sub: str | None) -> str:
+def _message_type(value: str, comp: str, rep: str, sub: str) -> str:
     """MSH-9.1, plus ``-`` and MSH-9.2 when that is not empty (``getComponent(.., true)``)."""
-    first = _first_component(value, comp, rep, sub)
-    if comp is None:
+    if not comp:
+        return _first_component(value, comp, rep, sub)
+    head, found, rest = value.partition(comp)
+    if rep and rep in head:  # the first component ends the field's first repetition
+        return _first_component(head, "", rep, sub)
+    first = _first_component(head, "", "", sub)
+    if not found:
         return first
-    end = len(value)
-    for stop in (comp, rep):
-        if stop is not None:
-            found = value.find(stop)
-            if found != -1 and found < end:
-                end = found
-    if end == len(value) or value[end] != comp:
-        return first
-    second = value[end + 1:]
-    cut = len(second)
-    for stop in (comp, rep, sub):
-        if stop is not None:
-            found = second.find(stop)
-            if found != -1 and found < cut:
-                cut = found
-    second = second[:cut]
+    second = _first_component(rest, comp, rep, sub)
     return f"{first}-{second}" if second else first

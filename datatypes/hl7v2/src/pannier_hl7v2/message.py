@@ -54,8 +54,12 @@ class Separators(NamedTuple):
         esc = self.escape
         if not esc:
             raise ValueError("the message has no escape character; delimiters cannot be escaped")
-        table = {esc: f"{esc}E{esc}", self.field: f"{esc}F{esc}",
-                 self.component: f"{esc}S{esc}", self.repetition: f"{esc}R{esc}"}
+        table = {
+            esc: f"{esc}E{esc}",
+            self.field: f"{esc}F{esc}",
+            self.component: f"{esc}S{esc}",
+            self.repetition: f"{esc}R{esc}",
+        }
         if self.subcomponent:
             table[self.subcomponent] = f"{esc}T{esc}"
         return "".join(table.get(char, char) for char in text)
@@ -65,8 +69,13 @@ class Separators(NamedTuple):
         esc = self.escape
         if not esc or esc not in text:
             return text
-        table = {"F": self.field, "S": self.component, "T": self.subcomponent,
-                 "R": self.repetition, "E": esc}
+        table = {
+            "F": self.field,
+            "S": self.component,
+            "T": self.subcomponent,
+            "R": self.repetition,
+            "E": esc,
+        }
         pattern = re.escape(esc) + "([FSTRE])" + re.escape(esc)
         return re.sub(pattern, lambda m: table[m.group(1)], text)
 
@@ -187,8 +196,17 @@ class HL7Message:
     Mirth trims it, and restored by :meth:`encode`.
     """
 
-    __slots__ = ("_fields", "_modified", "_names", "_prefix", "_raw", "_segments", "_suffix",
-                 "delimiter", "separators")
+    __slots__ = (
+        "_fields",
+        "_modified",
+        "_names",
+        "_prefix",
+        "_raw",
+        "_segments",
+        "_suffix",
+        "delimiter",
+        "separators",
+    )
 
     def __init__(
         self, raw: str, *, segment_delimiter: str = "\r", convert_line_breaks: bool = True
@@ -199,7 +217,7 @@ class HL7Message:
         start = len(text) - len(body)
         body = body.rstrip(JAVA_WHITESPACE)
         self._prefix = text[:start]
-        self._suffix = text[start + len(body):]
+        self._suffix = text[start + len(body) :]
         self.delimiter = segment_delimiter
         self._segments = body.split(segment_delimiter) if body else []
         first = self._segments[0] if self._segments else ""
@@ -371,7 +389,12 @@ class HL7Message:
         self._modified = True
 
     def _assign(
-        self, index: int, field: int, rep: int | None, comp: int | None, sub: int | None,
+        self,
+        index: int,
+        field: int,
+        rep: int | None,
+        comp: int | None,
+        sub: int | None,
         value: str,
     ) -> None:
         seps = self.separators
@@ -444,8 +467,11 @@ class HL7Message:
         from pannier_hl7v2.xml import er7_to_xml
 
         return er7_to_xml(
-            self.text, self.separators, segment_delimiter=self.delimiter,
-            handle_repetitions=handle_repetitions, handle_subcomponents=handle_subcomponents,
+            self.text,
+            self.separators,
+            segment_delimiter=self.delimiter,
+            handle_repetitions=handle_repetitions,
+            handle_subcomponents=handle_subcomponents,
         )
 
 

@@ -21,10 +21,18 @@ from pannier_hl7v2.message import HEADER_SEGMENTS, JAVA_WHITESPACE, Separators
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 ROOT = "HL7Message"
 
-_NAMED = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;",
-          "\n": "&#10;", "\r": "&#13;"}
+_NAMED = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    '"': "&quot;",
+    "'": "&apos;",
+    "\n": "&#10;",
+    "\r": "&#13;",
+}
 # Everything MirthXmlUtil.encode changes: the XML specials, CR, LF and every char >= 0x80.
 _NEEDS_ENCODING = re.compile("[&<>\"'\r\n\x80-\U0010ffff]")
+_NEEDS_ENCODING_BUT_CR = re.compile("[&<>\"'\n\x80-\U0010ffff]")
 # Characters XML 1.0 cannot carry at all, even as a numeric reference.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _ELEMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
@@ -33,6 +41,10 @@ _ELEMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 def _encode_match(match: re.Match[str]) -> str:
     char = match.group()
     return _NAMED.get(char) or f"&#{ord(char)};"
+
+
+def _same(text: str) -> str:
+    return text
 
 
 def xml_escape(text: str) -> str:
@@ -48,7 +60,7 @@ def check_xml_characters(text: str) -> None:
     bad = _NOT_XML.search(text)
     if bad is not None:
         raise MessageParseError(
-            f"the message contains control character U+{ord(bad.group()):04X} at offset "
+            f"the message contains character U+{ord(bad.group()):04X} at offset "
             f"{bad.start()}, which XML cannot represent"
         )
 
@@ -71,6 +83,10 @@ def er7_to_xml(
     """
     check_xml_characters(text)
     fs, cs, rs, es, ss = separators
+    # Skip entity encoding altogether when nothing after MSH-2 needs it (the usual case).
+    body_start = text.find(fs, 4) + 1 if text[:3] in HEADER_SEGMENTS else 0
+    probe = _NEEDS_ENCODING_BUT_CR if segment_delimiter == "\r" else _NEEDS_ENCODING
+    encode = xml_escape if probe.search(text, body_start) else _same
     if ss:
         special = cs + rs + es[:1] + ss
     elif es:
@@ -96,13 +112,13 @@ def er7_to_xml(
                     add(f"<{ctag}>")
                     for sub_number, sub in enumerate(component.split(ss), 1):
                         stag = f"{ctag}.{sub_number}"
-                        add(f"<{stag}>{xml_escape(sub)}</{stag}>")
+                        add(f"<{stag}>{encode(sub)}</{stag}>")
                     add(f"</{ctag}>")
                 else:
-                    add(f"<{ctag}>{xml_escape(component)}</{ctag}>")
+                    add(f"<{ctag}>{encode(component)}</{ctag}>")
             add(f"</{tag}>")
         else:
-            add(f"<{tag}><{tag}.1>{xml_escape(value)}</{tag}.1></{tag}>")
+            add(f"<{tag}><{tag}.1>{encode(value)}</{tag}.1></{tag}>")
 
     for number, segment in enumerate(text.split(segment_delimiter), 1):
         if not segment:
@@ -144,55 +160,53 @@ def er7_to_xml(
 _DECLARATION = re.compile(r"^[\s\ufeff]*<\?xml[^>]*\?>")
 
 
-def _local(element: etree._Element) -> str:
-    return etree.QName(element).localname
+def _name(tag: str) -> str:
+    return tag.rpartition("}")[2] if "}" in tag else tag
 
 
-def _number(name: str, depth: int) -> int:
-    """The position in an element name: ``PID.5.2`` at depth 2 is 2; 0 when unreadable."""
-    parts = name.split(".")
-    if len(parts) <= depth:
-        return 0
+def _number(tag: str) -> int:
+    """The last number of an element name (``PID.5.2`` -> 2); 0 when there is none."""
     try:
-        return int(parts[depth])
+        return int(tag.rpartition(".")[2])
     except ValueError:
         return 0
 
 
-def _children(element: etree._Element) -> list[etree._Element]:
-    return [child for child in element if isinstance(child.tag, str)]
-
-
-def _join(element: etree._Element, depth: int, seps: Separators) -> str:
-    """Join the children of a field (depth 2) or component (depth 3) by their numbers."""
-    separator = seps.component if depth == 2 else seps.subcomponent
+def _join(element: etree._Element, seps: Separators, separator: str, depth: int) -> str:
+    """Join the children of a field (depth 1) or component (depth 2) by their numbers."""
     values: list[str] = []
-    for child in _children(element):
-        number = _number(_local(child), depth)
+    for child in element:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        number = _number(tag)
         if number > len(values) + 1:
             values.extend([""] * (number - len(values) - 1))
-        if not _children(child):
+        if not len(child):
             values.append(child.text or "")
-        elif depth == 2:
-            values.append(_join(child, 3, seps))
+        elif depth == 1:
+            values.append(_join(child, seps, seps.subcomponent, 2))
         else:  # deeper than a subcomponent: Mirth writes the text with no separator
             values.append("".join(child.itertext()))
     return separator.join(values)
 
 
 def _segment(element: etree._Element, seps: Separators) -> str:
-    name = _local(element)
+    name = _name(element.tag)
     header = name in HEADER_SEGMENTS
     parts: list[str] = [name]
     previous = 0
-    for child in _children(element):
-        number = _number(_local(child), 1)
+    for child in element:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        number = _number(tag)
         if header and number == 1:
             continue
-        if not _children(child) or (header and number == 2):
+        if not len(child) or (header and number == 2):
             value = child.text or ""
         else:
-            value = _join(child, 2, seps)
+            value = _join(child, seps, seps.component, 1)
         if number == previous and number > 0:
             parts[-1] += seps.repetition + value
             continue
@@ -207,11 +221,13 @@ def _segment(element: etree._Element, seps: Separators) -> str:
 def _separators_from(segments: list[etree._Element]) -> Separators:
     defaults = Separators()
     for segment in segments:
-        if _local(segment) not in HEADER_SEGMENTS:
+        if _name(segment.tag) not in HEADER_SEGMENTS:
             continue
         field, chars = defaults.field, ""
-        for child in _children(segment):
-            number = _number(_local(child), 1)
+        for child in segment:
+            if not isinstance(child.tag, str):
+                continue
+            number = _number(child.tag)
             if number == 1 and child.text:
                 field = child.text[0]
             elif number == 2:
@@ -233,8 +249,12 @@ def _parser() -> etree.XMLParser:
     parser = getattr(_local_parsers, "parser", None)
     if parser is None:
         parser = etree.XMLParser(
-            resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True,
-            remove_pis=True, huge_tree=False,
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            remove_comments=True,
+            remove_pis=True,
+            huge_tree=False,
         )
         _local_parsers.parser = parser
     return parser
@@ -245,7 +265,7 @@ def parse_xml(xml: str) -> etree._Element:
     text = _DECLARATION.sub("", xml, count=1).lstrip("\ufeff")
     try:
         root = etree.fromstring(text, _parser())
-    except etree.XMLSyntaxError as exc:
+    except (etree.XMLSyntaxError, ValueError) as exc:
         raise MessageParseError(f"the XML is not well-formed: {exc}") from None
     if root.getroottree().docinfo.doctype:
         raise MessageParseError("the XML has a DOCTYPE declaration, which is not allowed")
@@ -260,9 +280,9 @@ def xml_to_er7(xml: str, *, segment_delimiter: str = "\r") -> str:
     kept exactly. Every segment is followed by ``segment_delimiter``, as in Mirth.
     """
     root = parse_xml(xml)
-    name = _local(root)
+    name = _name(root.tag)
     if name == ROOT:
-        segments = _children(root)
+        segments = [child for child in root if isinstance(child.tag, str)]
     elif "." not in name:
         segments = [root]
     else:
