@@ -20,7 +20,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 import trio
-
 from pannier.model.status import ContentType, Status
 from pannier.sequences import BlockAllocator
 from pannier.store.store import (

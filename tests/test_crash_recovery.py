@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from pannier_mllp import MLLPClientError, send_mllp
 
 from .test_end_to_end import example_channel, write_config

@@ -5,7 +5,6 @@ alone."""
 from __future__ import annotations
 
 import trio
-
 from pannier import RawMessage
 
 from .conftest import rows

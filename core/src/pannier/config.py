@@ -67,10 +67,11 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     "database": {
         "url": Setting("sqlite:///pannier.db", "SQLAlchemy URL of the message store; a "
                        "relative SQLite path is inside data_dir", check=_database_url),
-        "mode": Setting("standalone", "standalone creates the schema and seed rows if "
-                        "missing; takeover creates no core tables (schema checks come with "
-                        "the takeover work); auto behaves as standalone for now and is for a "
-                        "single instance only",
+        "mode": Setting("standalone", "standalone creates Mirth's schema and seed rows when "
+                        "missing (safe when several nodes start at once); takeover uses an "
+                        "existing Mirth 4.5.x/4.6.0 database, checks SCHEMA_INFO and creates "
+                        "only missing per-channel tables; auto is takeover when SCHEMA_INFO "
+                        "exists, else standalone (single instance only)",
                         choices=("standalone", "takeover", "auto")),
         "pool_size": Setting(8, "database connections (and worker threads) at most",
                              check=_positive),

@@ -175,8 +175,8 @@ class Engine:
         try:
             async with trio.open_nursery() as root:
                 await root.start(store.run)
-                if config["database.mode"] in ("standalone", "auto"):
-                    await store.create_schema()
+                mode = await store.create_schema(config["database.mode"])
+                log.info("database ready (%s mode)", mode)
                 await root.start(self.bus.run)
                 for plugin, services in call_each(self.pm, "pannier_register_services",
                                                   {"engine": self}):

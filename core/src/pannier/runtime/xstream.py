@@ -7,9 +7,9 @@ and ``<response><status>SENT</status>...</response>``.
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 from typing import Any
-import xml.etree.ElementTree as ElementTree
 from xml.sax.saxutils import escape
 
 from pannier.connectors import Response

@@ -25,7 +25,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
 from pannier.sequences import SequenceAllocator
-from pannier.store import schema
+from pannier.store import schema, setup
 from pannier.store.statistics import COLUMNS, Deltas
 
 log = logging.getLogger("pannier.store")
@@ -40,7 +40,7 @@ class StoreError(Exception):
     """A write could not be made durable; the text says why."""
 
 
-class greatest(FunctionElement[Any]):  # noqa: N801 - SQL function name
+class greatest(FunctionElement[Any]):
     """``GREATEST(a, b)``; SQLite spells it ``MAX(a, b)``."""
 
     inherit_cache = True
@@ -79,21 +79,30 @@ class Unit:
 
 
 class TableSequence:
-    """A channel's ``D_MSQn`` row used as Mirth does: locked read, then increment.
+    """A channel's ``D_MSQn`` used as Mirth does, in its own committed transaction (as
+    ``BufferedDao.getNextMessageId``).
 
-    The row holds the *next* id; ``reserve(n)`` returns ``[v, v+n)`` and stores ``v+n``, in its
-    own committed transaction (as ``BufferedDao.getNextMessageId``).
+    MySQL/MariaDB and SQLite: a one-row table holding the *next* id, locked read then
+    increment; ``reserve(n)`` returns ``[v, v+n)`` and stores ``v+n``. PostgreSQL: a real
+    sequence read with ``nextval('D_MSQn')``, ``n`` values at once; they are ascending but
+    need not be contiguous when several nodes draw at the same moment.
     """
 
     def __init__(self, store: Store, tables: schema.ChannelTables) -> None:
         self.key = f"{store.url}#{tables.sequence.name}"
         self._store = store
         self._table = tables.sequence
+        self._sequence = tables.message_sequence
         self._lock = threading.Lock()
 
     def reserve(self, count: int) -> list[int]:
         table = self._table
         with self._lock, self._store.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                with conn.begin():
+                    ids = conn.execute(sa.select(self._sequence.next_value()).select_from(
+                        sa.func.generate_series(1, count))).scalars().all()
+                return sorted(ids)
             select = sa.select(table.c.ID)
             if conn.dialect.name != "sqlite":
                 select = select.with_for_update()
@@ -133,17 +142,14 @@ class ChannelStore:
         (:meth:`Store.add_metadata_columns`)."""
         columns = tuple(columns)
         self._metadata_columns = tuple(name for name, _type in columns)
-        table = sa.Table(self.tables.custom_metadata.name, sa.MetaData(),
-                         sa.Column("METADATA_ID", sa.Integer), sa.Column("MESSAGE_ID",
-                                                                         sa.BigInteger),
-                         *(sa.Column(name, sa.String(255)) for name in self._metadata_columns))
+        table = self.tables.custom_metadata_for(self._metadata_columns)
         self._insert_metadata = sa.insert(table)
 
     def add_custom_metadata(self, unit: Unit, message_id: int, metadata_id: int,
                             values: dict[str, Any]) -> None:
         if self._insert_metadata is None or not values:
             return
-        row = {"MESSAGE_ID": message_id, "METADATA_ID": metadata_id}
+        row: dict[str, Any] = {"MESSAGE_ID": message_id, "METADATA_ID": metadata_id}
         row.update({name: values.get(name) for name in self._metadata_columns})
         unit.add(INSERT_METADATA, self._insert_metadata, row)
 
@@ -216,54 +222,23 @@ class Store:
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self.engine.dispose)
 
-    async def create_schema(self) -> None:
-        """Create Mirth's core tables and seed rows if missing (standalone mode)."""
-        await self.run_sync(self._create_schema)
+    async def create_schema(self, mode: str = "standalone") -> str:
+        """Prepare the database for ``mode`` (``standalone``, ``takeover`` or ``auto``; see
+        :func:`pannier.store.setup.prepare_database`) and return the mode applied. Raises
+        :class:`pannier.store.setup.SchemaError` when a takeover finds no Mirth database it
+        knows."""
+        return await self.run_sync(self._create_schema, mode)
 
-    def _create_schema(self) -> None:
-        with self.engine.begin() as conn:
-            self.metadata.create_all(conn, checkfirst=True)
-            t = self.metadata.tables
-            if conn.execute(sa.select(sa.func.count()).select_from(t["SCHEMA_INFO"])).scalar():
-                return
-            conn.execute(sa.insert(t["SCHEMA_INFO"]).values(VERSION=schema.SCHEMA_VERSION))
-            person = conn.execute(sa.insert(t["PERSON"]).values(USERNAME="admin",
-                                                                LOGGED_IN=False))
-            conn.execute(sa.insert(t["PERSON_PASSWORD"]).values(
-                PERSON_ID=person.inserted_primary_key[0],
-                PASSWORD=schema.MIRTH_ADMIN_PASSWORD_HASH, PASSWORD_DATE=self.now()))
-            conn.execute(sa.insert(t["CONFIGURATION"]), [
-                {"CATEGORY": c, "NAME": n, "VALUE": v} for c, n, v in
-                schema.DEFAULT_CONFIGURATION])
+    def _create_schema(self, mode: str = "standalone") -> str:
+        return setup.prepare_database(self.engine, mode)
 
     async def open_channel(self, channel_id: str) -> ChannelStore:
         """The channel's tables, creating its ``D_CHANNELS`` row and tables when missing."""
         return await self.run_sync(self._open_channel, channel_id)
 
     def _open_channel(self, channel_id: str) -> ChannelStore:
-        channels = self.metadata.tables["D_CHANNELS"]
-        for attempt in range(3):  # Mirth retries the MAX+1 race three times as well
-            with self.engine.begin() as conn:
-                local_id = conn.execute(sa.select(channels.c.LOCAL_CHANNEL_ID)
-                                        .where(channels.c.CHANNEL_ID == channel_id)).scalar()
-                if local_id is None:
-                    local_id = (conn.execute(sa.select(sa.func.max(channels.c.LOCAL_CHANNEL_ID)))
-                                .scalar() or 0) + 1
-                    try:
-                        conn.execute(sa.insert(channels).values(LOCAL_CHANNEL_ID=local_id,
-                                                                CHANNEL_ID=channel_id))
-                    except sa.exc.IntegrityError:
-                        if attempt == 2:
-                            raise
-                        continue
-                break
-        channel_store = ChannelStore(self, channel_id, int(local_id))
-        with self.engine.begin() as conn:
-            channel_store.tables.metadata.create_all(conn, checkfirst=True)
-            sequence = channel_store.tables.sequence
-            if conn.execute(sa.select(sa.func.count()).select_from(sequence)).scalar() == 0:
-                conn.execute(sa.insert(sequence).values(ID=1))
-        return channel_store
+        # LOCAL_CHANNEL_ID (MAX + 1) and missing tables, under the schema lock.
+        return ChannelStore(self, channel_id, setup.open_channel(self.engine, channel_id))
 
     async def add_metadata_columns(self, channel_store: ChannelStore,
                                    columns: Iterable[tuple[str, str]]) -> None:
@@ -275,14 +250,15 @@ class Store:
                               columns: tuple[tuple[str, str], ...]) -> None:
         table = channel_store.tables.custom_metadata.name
         with self.engine.begin() as conn:
-            existing = {c["name"].upper() for c in sa.inspect(conn).get_columns(table)}
+            existing = {c["name"].upper() for c in sa.inspect(conn).get_columns(
+                schema.stored_name(table, self.dialect))}
             preparer = conn.dialect.identifier_preparer
             for name, kind in columns:
                 if name.upper() in existing:
                     continue
                 sql_type = schema.metadata_column_type(self.dialect, kind)
                 conn.exec_driver_sql(
-                    f"ALTER TABLE {preparer.quote_identifier(table)} ADD COLUMN "
+                    f"ALTER TABLE {preparer.quote(table)} ADD COLUMN "
                     f"{preparer.quote_identifier(name)} {sql_type}")
 
     # --- writing ----------------------------------------------------------------------------
