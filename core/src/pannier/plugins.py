@@ -51,6 +51,10 @@ KNOWN_PROVIDERS = {
     ("connector", "Database Reader"): "pannier-database",
     ("connector", "Database Writer"): "pannier-database",
     ("data type", "HL7V2"): "pannier-hl7v2",
+    ("data type", "XML"): "pannier-xml",
+    ("data type", "JSON"): "pannier-json",
+    ("data type", "DELIMITED"): "pannier-delimited",
+    ("data type", "RAW"): "pannier-raw",
 }
 
 

@@ -380,3 +380,13 @@ def test_blank_line_ends_a_message_like_mirth(hl7: HL7v2DataType) -> None:
         "MSH|^~\\&|B\r",
     ]
     assert hl7.split_batch("FHS|^~\\&\rBHS|^~\\&\rBTS|0\rFTS|1\r") == []
+
+
+def test_hl7v2_passes_the_data_type_conformance_kit() -> None:
+    from pannier.testing import check_datatype
+
+    (spec,) = pannier_register_datatypes()
+    good = [sample("adt_a01.hl7"), sample("oru_r01.hl7"), sample("batch.hl7")]
+    bad = [sample("bad_no_msh.hl7"), sample("bad_truncated_msh.hl7"),
+           sample("bad_binary.hl7", errors="surrogateescape")]
+    check_datatype(spec, good, bad)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import trio
 
+from pannier.cli.convert import convert_command
 from pannier.config import Config, ConfigError, load_config
 from pannier.engine import Engine
 from pannier.extensions import CliCommand
@@ -150,4 +151,5 @@ def core_commands() -> list[CliCommand]:
                    _configure_plugins, _plugins),
         CliCommand("config", "check the configuration (pannier config check)",
                    _configure_config, _config),
+        convert_command(),
     ]
