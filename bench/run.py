@@ -26,12 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def channel(threads: int) -> str:
     text = (ROOT / "examples" / "channels" / "adt-to-file.toml").read_text()
-    text = text.replace("port = 6661", "port = 0").replace('host = "0.0.0.0"',
-                                                            'host = "127.0.0.1"')
+    text = text.replace("port = 6661", "port = 0").replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
     text = text.replace('directory = "../var/out"', 'directory = "out"')
-    return text.replace('responseVariable = "Auto-generate (Destinations completed)"',
-                        'responseVariable = "Auto-generate (Destinations completed)"\n'
-                        f"processingThreads = {threads}")
+    return text.replace(
+        'responseVariable = "Auto-generate (Destinations completed)"',
+        'responseVariable = "Auto-generate (Destinations completed)"\n'
+        f"processingThreads = {threads}",
+    )
 
 
 async def drive(port: int, message: bytes, total: int, connections: int) -> list[float]:
@@ -61,7 +62,8 @@ async def main(args: argparse.Namespace) -> None:
             (folder / "channels" / "adt.toml").write_text(channel(args.threads))
             (folder / "pannier.toml").write_text(
                 '[server]\ndata_dir = "var"\n[channels]\npaths = ["channels/*.toml"]\n'
-                '[logging]\nlevel = "WARNING"\n')
+                '[logging]\nlevel = "WARNING"\n'
+            )
             engine = Engine(load_config(folder / "pannier.toml", environ={}))
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.run)
@@ -74,17 +76,19 @@ async def main(args: argparse.Namespace) -> None:
                 nursery.cancel_scope.cancel()
             latencies.sort()
             q = statistics.quantiles(latencies, n=100)
-            print(f"sqlite DEVELOPMENT, {connections} connection(s), {len(latencies)} messages "
-                  f"(new connection per message): {len(latencies) / elapsed:,.0f} msg/s, "
-                  f"ACK latency p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms, "
-                  f"max {latencies[-1] * 1000:.1f} ms")
+            print(
+                f"sqlite DEVELOPMENT, {connections} connection(s), {len(latencies)} messages "
+                f"(new connection per message): {len(latencies) / elapsed:,.0f} msg/s, "
+                f"ACK latency p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms, "
+                f"max {latencies[-1] * 1000:.1f} ms"
+            )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[1, 8])
-    parser.add_argument("--threads", type=int, default=8,
-                        help="the channel's processingThreads")
+    parser.add_argument(
+        "--connections", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8]
+    )
+    parser.add_argument("--threads", type=int, default=8, help="the channel's processingThreads")
     trio.run(main, parser.parse_args())

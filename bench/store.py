@@ -37,11 +37,21 @@ ROOT = Path(__file__).resolve().parents[1]
 MESSAGE = (ROOT / "tests" / "fixtures" / "hl7" / "adt_a01.hl7").read_text()
 
 
-def content(unit: Unit, cs: ChannelStore, mid: int, meta: int, kind: ContentType,
-            text: str) -> None:
-    unit.add(INSERT_CONTENT, cs.insert_content, {
-        "METADATA_ID": meta, "MESSAGE_ID": mid, "CONTENT_TYPE": int(kind), "CONTENT": text,
-        "IS_ENCRYPTED": False, "DATA_TYPE": "HL7V2"})
+def content(
+    unit: Unit, cs: ChannelStore, mid: int, meta: int, kind: ContentType, text: str
+) -> None:
+    unit.add(
+        INSERT_CONTENT,
+        cs.insert_content,
+        {
+            "METADATA_ID": meta,
+            "MESSAGE_ID": mid,
+            "CONTENT_TYPE": int(kind),
+            "CONTENT": text,
+            "IS_ENCRYPTED": False,
+            "DATA_TYPE": "HL7V2",
+        },
+    )
 
 
 async def one_message(store: Store, cs: ChannelStore, server_id: str) -> None:
@@ -49,13 +59,37 @@ async def one_message(store: Store, cs: ChannelStore, server_id: str) -> None:
     first = Unit(new_message_for=cs)
 
     def build(mid: int) -> None:
-        first.add(INSERT_MESSAGE, cs.insert_message, {
-            "ID": mid, "SERVER_ID": server_id, "RECEIVED_DATE": now, "PROCESSED": False,
-            "ORIGINAL_ID": None, "IMPORT_ID": None, "IMPORT_CHANNEL_ID": None})
-        first.add(INSERT_CONNECTOR, cs.insert_connector, {
-            "ID": 0, "MESSAGE_ID": mid, "SERVER_ID": server_id, "RECEIVED_DATE": now,
-            "STATUS": "R", "CONNECTOR_NAME": "Source", "SEND_ATTEMPTS": 0, "SEND_DATE": None,
-            "RESPONSE_DATE": None, "ERROR_CODE": 0, "CHAIN_ID": 0, "ORDER_ID": 0})
+        first.add(
+            INSERT_MESSAGE,
+            cs.insert_message,
+            {
+                "ID": mid,
+                "SERVER_ID": server_id,
+                "RECEIVED_DATE": now,
+                "PROCESSED": False,
+                "ORIGINAL_ID": None,
+                "IMPORT_ID": None,
+                "IMPORT_CHANNEL_ID": None,
+            },
+        )
+        first.add(
+            INSERT_CONNECTOR,
+            cs.insert_connector,
+            {
+                "ID": 0,
+                "MESSAGE_ID": mid,
+                "SERVER_ID": server_id,
+                "RECEIVED_DATE": now,
+                "STATUS": "R",
+                "CONNECTOR_NAME": "Source",
+                "SEND_ATTEMPTS": 0,
+                "SEND_DATE": None,
+                "RESPONSE_DATE": None,
+                "ERROR_CODE": 0,
+                "CHAIN_ID": 0,
+                "ORDER_ID": 0,
+            },
+        )
         content(first, cs, mid, 0, ContentType.RAW, MESSAGE)
         content(first, cs, mid, 0, ContentType.SOURCE_MAP, "<map/>")
 
@@ -64,17 +98,44 @@ async def one_message(store: Store, cs: ChannelStore, server_id: str) -> None:
     mid = first.message_id
     assert mid is not None
     second = Unit()
-    second.add(UPDATE_CONNECTOR, cs.update_connector, {
-        "b_message_id": mid, "b_metadata_id": 0, "STATUS": Status.TRANSFORMED.value,
-        "ERROR_CODE": 0, "SEND_ATTEMPTS": 1, "RESPONSE_DATE": now})
-    for kind in (ContentType.ENCODED, ContentType.CONNECTOR_MAP, ContentType.RESPONSE,
-                 ContentType.RESPONSE_MAP):
+    second.add(
+        UPDATE_CONNECTOR,
+        cs.update_connector,
+        {
+            "b_message_id": mid,
+            "b_metadata_id": 0,
+            "STATUS": Status.TRANSFORMED.value,
+            "ERROR_CODE": 0,
+            "SEND_ATTEMPTS": 1,
+            "RESPONSE_DATE": now,
+        },
+    )
+    for kind in (
+        ContentType.ENCODED,
+        ContentType.CONNECTOR_MAP,
+        ContentType.RESPONSE,
+        ContentType.RESPONSE_MAP,
+    ):
         content(second, cs, mid, 0, kind, MESSAGE if kind == ContentType.ENCODED else "<x/>")
     cs.add_custom_metadata(second, mid, 0, {"SOURCE": "GOODHEALTH", "TYPE": "ADT-A01"})
-    second.add(INSERT_CONNECTOR, cs.insert_connector, {
-        "ID": 1, "MESSAGE_ID": mid, "SERVER_ID": server_id, "RECEIVED_DATE": now,
-        "STATUS": "S", "CONNECTOR_NAME": "Write file", "SEND_ATTEMPTS": 1, "SEND_DATE": now,
-        "RESPONSE_DATE": now, "ERROR_CODE": 0, "CHAIN_ID": 1, "ORDER_ID": 1})
+    second.add(
+        INSERT_CONNECTOR,
+        cs.insert_connector,
+        {
+            "ID": 1,
+            "MESSAGE_ID": mid,
+            "SERVER_ID": server_id,
+            "RECEIVED_DATE": now,
+            "STATUS": "S",
+            "CONNECTOR_NAME": "Write file",
+            "SEND_ATTEMPTS": 1,
+            "SEND_DATE": now,
+            "RESPONSE_DATE": now,
+            "ERROR_CODE": 0,
+            "CHAIN_ID": 1,
+            "ORDER_ID": 1,
+        },
+    )
     for kind in (ContentType.ENCODED, ContentType.SENT, ContentType.RESPONSE):
         content(second, cs, mid, 1, kind, MESSAGE if kind == ContentType.ENCODED else "<x/>")
     second.add(UPDATE_MESSAGE, cs.mark_processed, {"b_message_id": mid})
@@ -110,8 +171,9 @@ async def run(url: str, clients: int, messages: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="sqlite:////tmp/pannier-bench-store.db")
-    parser.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[1, 8, 64])
+    parser.add_argument(
+        "--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 64]
+    )
     parser.add_argument("--messages", type=int, default=2000)
     args = parser.parse_args()
     if args.url.startswith("sqlite:///"):
@@ -119,8 +181,10 @@ def main() -> None:
     backend = sa.engine.make_url(args.url).get_backend_name()
     for clients in args.clients:
         rate = trio.run(run, args.url, clients, args.messages)
-        print(f"{backend}: {clients} message(s) in flight: {rate:,.0f} messages/s stored "
-              f"({args.messages} messages, 2 commits and 15 rows each)")
+        print(
+            f"{backend}: {clients} message(s) in flight: {rate:,.0f} messages/s stored "
+            f"({args.messages} messages, 2 commits and 15 rows each)"
+        )
 
 
 if __name__ == "__main__":

@@ -18,16 +18,23 @@ StartEngine = Callable[..., Awaitable[Engine]]
 def start_engine(nursery: trio.Nursery, tmp_path: Path) -> StartEngine:
     """Start an engine on a fresh SQLite database with the given channel files (TOML text)."""
 
-    async def start(channels: Sequence[str], *, plugins: Sequence[object] = (),
-                    config: str = "", within: trio.Nursery | None = None) -> Engine:
+    async def start(
+        channels: Sequence[str],
+        *,
+        plugins: Sequence[object] = (),
+        config: str = "",
+        within: trio.Nursery | None = None,
+    ) -> Engine:
         """``within``: run the engine in that nursery (cancel it to kill the engine)."""
         folder = tmp_path / "channels"
         folder.mkdir(exist_ok=True)
         for index, text in enumerate(channels):
             (folder / f"channel{index}.toml").write_text(text, encoding="utf-8")
         path = tmp_path / "pannier.toml"
-        path.write_text(f'[server]\ndata_dir = "var"\n[channels]\npaths = ["channels/*.toml"]\n'
-                        f"{config}", encoding="utf-8")
+        path.write_text(
+            f'[server]\ndata_dir = "var"\n[channels]\npaths = ["channels/*.toml"]\n{config}',
+            encoding="utf-8",
+        )
         engine = Engine(load_config(path, environ={}), extra_plugins=plugins)
         await (within or nursery).start(engine.run)
         return engine

@@ -12,8 +12,11 @@ from pannier import hookspecs
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "plugin-hooks.md").read_text(encoding="utf-8")
-HOOKS = [(name, fn) for name, fn in vars(hookspecs).items()
-         if name.startswith("pannier_") and inspect.isfunction(fn)]
+HOOKS = [
+    (name, fn)
+    for name, fn in vars(hookspecs).items()
+    if name.startswith("pannier_") and inspect.isfunction(fn)
+]
 
 
 def test_there_are_hooks() -> None:
@@ -37,16 +40,18 @@ def test_hook_is_in_the_reference_docs_with_the_same_text(name: str, fn) -> None
     match = re.search(rf"^## {name}\n(.*?)(?=^## |\Z)", DOC, re.S | re.M)
     assert match, f"docs/plugin-hooks.md has no section for {name}"
     section = " ".join(match.group(1).split())
-    assert " ".join((inspect.getdoc(fn) or "").split()) in section, \
+    assert " ".join((inspect.getdoc(fn) or "").split()) in section, (
         f"docs/plugin-hooks.md text for {name} differs from the docstring"
+    )
 
 
 @pytest.mark.parametrize(("name", "fn"), HOOKS, ids=[name for name, _ in HOOKS])
 def test_hook_has_a_test(name: str, fn) -> None:
     this = Path(__file__).resolve()
-    sources = [p for folder in ("core", "connectors", "datatypes", "backends", "plugins",
-                                "tests")
-               for p in (ROOT / folder).rglob("*.py")
-               if "tests" in p.parts and "plugin_dists" not in p.parts and p.resolve() != this]
-    assert any(name in p.read_text(encoding="utf-8") for p in sources), \
-        f"no test mentions {name}"
+    sources = [
+        p
+        for folder in ("core", "connectors", "datatypes", "backends", "plugins", "tests")
+        for p in (ROOT / folder).rglob("*.py")
+        if "tests" in p.parts and "plugin_dists" not in p.parts and p.resolve() != this
+    ]
+    assert any(name in p.read_text(encoding="utf-8") for p in sources), f"no test mentions {name}"

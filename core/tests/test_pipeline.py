@@ -29,38 +29,66 @@ async def test_a_message_is_stored_as_mirth_stores_it(start_engine) -> None:
     result = await dispatch(kit, "ORU|hello", remoteAddress="10.0.0.7")
     assert result.response is not None and result.response.message == "ACK:S"
     mid = result.message_id
-    (local_id,) = rows(engine, f"SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS "
-                               f"WHERE CHANNEL_ID = '{CHANNEL}'")[0]
+    (local_id,) = rows(
+        engine, f"SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS WHERE CHANNEL_ID = '{CHANNEL}'"
+    )[0]
     n = local_id
     assert rows(engine, f"SELECT PROCESSED, SERVER_ID FROM D_M{n} WHERE ID = {mid}") == [
-        (1, engine.server_id)]
-    connectors = rows(engine, f"SELECT ID, STATUS, CONNECTOR_NAME, CHAIN_ID, ORDER_ID, "
-                              f"SEND_ATTEMPTS, ERROR_CODE FROM D_MM{n} WHERE MESSAGE_ID = {mid} "
-                              f"ORDER BY ID")
-    assert connectors == [(0, "T", "Source", 0, 0, 1, 0), (1, "S", "First", 1, 1, 1, 0),
-                          (2, "S", "Second", 1, 2, 1, 0)]
-    content = rows(engine, f"SELECT METADATA_ID, CONTENT_TYPE, DATA_TYPE FROM D_MC{n} "
-                           f"WHERE MESSAGE_ID = {mid} ORDER BY METADATA_ID, CONTENT_TYPE")
+        (1, engine.server_id)
+    ]
+    connectors = rows(
+        engine,
+        f"SELECT ID, STATUS, CONNECTOR_NAME, CHAIN_ID, ORDER_ID, "
+        f"SEND_ATTEMPTS, ERROR_CODE FROM D_MM{n} WHERE MESSAGE_ID = {mid} "
+        f"ORDER BY ID",
+    )
+    assert connectors == [
+        (0, "T", "Source", 0, 0, 1, 0),
+        (1, "S", "First", 1, 1, 1, 0),
+        (2, "S", "Second", 1, 2, 1, 0),
+    ]
+    content = rows(
+        engine,
+        f"SELECT METADATA_ID, CONTENT_TYPE, DATA_TYPE FROM D_MC{n} "
+        f"WHERE MESSAGE_ID = {mid} ORDER BY METADATA_ID, CONTENT_TYPE",
+    )
     assert content == [
-        (0, 1, "TESTTEXT"), (0, 4, "TESTTEXT"), (0, 6, None), (0, 9, None), (0, 11, None),
+        (0, 1, "TESTTEXT"),
+        (0, 4, "TESTTEXT"),
+        (0, 6, None),
+        (0, 9, None),
+        (0, 11, None),
         (0, 15, None),
-        (1, 4, "TESTTEXT"), (1, 5, None), (1, 6, "TESTTEXT"),
-        (2, 4, "TESTTEXT"), (2, 5, None), (2, 6, "TESTTEXT"),
+        (1, 4, "TESTTEXT"),
+        (1, 5, None),
+        (1, 6, "TESTTEXT"),
+        (2, 4, "TESTTEXT"),
+        (2, 5, None),
+        (2, 6, "TESTTEXT"),
     ], "destination RAW (1) is never stored; the source keeps raw, encoded, maps, response"
-    (raw,) = rows(engine, f"SELECT CONTENT FROM D_MC{n} WHERE MESSAGE_ID = {mid} "
-                          f"AND METADATA_ID = 0 AND CONTENT_TYPE = 1")[0]
+    (raw,) = rows(
+        engine,
+        f"SELECT CONTENT FROM D_MC{n} WHERE MESSAGE_ID = {mid} "
+        f"AND METADATA_ID = 0 AND CONTENT_TYPE = 1",
+    )[0]
     assert raw == "ORU|hello"
-    (sent,) = rows(engine, f"SELECT CONTENT FROM D_MC{n} WHERE MESSAGE_ID = {mid} "
-                           f"AND METADATA_ID = 1 AND CONTENT_TYPE = 5")[0]
+    (sent,) = rows(
+        engine,
+        f"SELECT CONTENT FROM D_MC{n} WHERE MESSAGE_ID = {mid} "
+        f"AND METADATA_ID = 1 AND CONTENT_TYPE = 5",
+    )[0]
     assert f"<label>one {mid}</label>" in sent, "templates are rendered per message"
-    (source_map,) = rows(engine, f"SELECT CONTENT FROM D_MC{n} WHERE MESSAGE_ID = {mid} "
-                                 f"AND CONTENT_TYPE = 15")[0]
+    (source_map,) = rows(
+        engine, f"SELECT CONTENT FROM D_MC{n} WHERE MESSAGE_ID = {mid} AND CONTENT_TYPE = 15"
+    )[0]
     assert "<string>remoteAddress</string>" in source_map and "10.0.0.7" in source_map
-    (response,) = rows(engine, f"SELECT CONTENT FROM D_MC{n} WHERE MESSAGE_ID = {mid} "
-                               f"AND METADATA_ID = 0 AND CONTENT_TYPE = 6")[0]
+    (response,) = rows(
+        engine,
+        f"SELECT CONTENT FROM D_MC{n} WHERE MESSAGE_ID = {mid} "
+        f"AND METADATA_ID = 0 AND CONTENT_TYPE = 6",
+    )[0]
     assert "<status>SENT</status>" in response and "<message>ACK:S</message>" in response
-    assert rows(engine, f"SELECT METADATA_ID, SOURCE, TYPE FROM D_MCM{n}") == [
-        (0, "lab", "ORU")]
+    assert rows(engine, f"SELECT METADATA_ID, SOURCE, TYPE FROM D_MCM{n}") == [(0, "lab", "ORU")]
     assert [r.properties["label"] for r in kit.echoes[0].sent] == [f"one {mid}"]
 
 
@@ -71,9 +99,14 @@ async def test_statistics_follow_mirths_rules(start_engine) -> None:
         await dispatch(kit, text)
     await flush(engine)
     n = rows(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
-    stats = {r[0]: r[1:] for r in rows(
-        engine, f"SELECT METADATA_ID, RECEIVED, FILTERED, SENT, ERROR, RECEIVED_LIFETIME, "
-                f"SENT_LIFETIME FROM D_MS{n} WHERE SERVER_ID = '{engine.server_id}'")}
+    stats = {
+        r[0]: r[1:]
+        for r in rows(
+            engine,
+            f"SELECT METADATA_ID, RECEIVED, FILTERED, SENT, ERROR, RECEIVED_LIFETIME, "
+            f"SENT_LIFETIME FROM D_MS{n} WHERE SERVER_ID = '{engine.server_id}'",
+        )
+    }
     # Aggregate: RECEIVED from the source only, SENT from destinations, ERROR from both.
     assert stats[None] == (3, 0, 4, 1, 3, 4)
     assert stats[0] == (3, 0, 0, 1, 3, 0)
@@ -83,12 +116,12 @@ async def test_statistics_follow_mirths_rules(start_engine) -> None:
     await flush(engine)
     await dispatch(kit, "ORU|4")
     await flush(engine)
-    assert rows(engine, f"SELECT RECEIVED, SENT FROM D_MS{n} WHERE METADATA_ID IS NULL") == [
-        (4, 6)]
+    assert rows(engine, f"SELECT RECEIVED, SENT FROM D_MS{n} WHERE METADATA_ID IS NULL") == [(4, 6)]
 
 
 async def test_unparseable_message_is_stored_as_an_error_and_answered_with_an_error(
-        start_engine) -> None:
+    start_engine,
+) -> None:
     kit = KitPlugin()
     engine = await start_engine([channel_toml()], plugins=[kit])
     result = await dispatch(kit, "BAD|nothing here")
@@ -96,10 +129,12 @@ async def test_unparseable_message_is_stored_as_an_error_and_answered_with_an_er
     assert result.response.status == Status.ERROR and result.response.message == "ACK:E"
     n = rows(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
     mid = result.message_id
-    assert rows(engine, f"SELECT ID, STATUS, ERROR_CODE FROM D_MM{n} WHERE MESSAGE_ID = {mid}"
-                ) == [(0, "E", 1)]
-    assert rows(engine, f"SELECT CONTENT FROM D_MC{n} WHERE MESSAGE_ID = {mid} AND "
-                        f"CONTENT_TYPE = 12") == [("message starts with BAD",)]
+    assert rows(engine, f"SELECT ID, STATUS, ERROR_CODE FROM D_MM{n} WHERE MESSAGE_ID = {mid}") == [
+        (0, "E", 1)
+    ]
+    assert rows(
+        engine, f"SELECT CONTENT FROM D_MC{n} WHERE MESSAGE_ID = {mid} AND CONTENT_TYPE = 12"
+    ) == [("message starts with BAD",)]
     assert rows(engine, f"SELECT PROCESSED FROM D_M{n} WHERE ID = {mid}") == [(1,)]
     assert kit.echoes[0].sent == [], "nothing reaches the destinations"
 
@@ -125,11 +160,16 @@ waitForPrevious = false
     assert result.response.message == "ACK:E", "ERROR outranks SENT"
     n = rows(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
     mid = result.message_id
-    assert rows(engine, f"SELECT ID, STATUS, ERROR_CODE, CHAIN_ID, ORDER_ID FROM D_MM{n} "
-                        f"WHERE MESSAGE_ID = {mid} ORDER BY ID") == [
-        (0, "T", 0, 0, 0), (1, "E", 1, 1, 1), (2, "S", 0, 2, 1)]
-    (error,) = rows(engine, f"SELECT CONTENT FROM D_MC{n} WHERE MESSAGE_ID = {mid} AND "
-                            f"METADATA_ID = 1 AND CONTENT_TYPE = 12")[0]
+    assert rows(
+        engine,
+        f"SELECT ID, STATUS, ERROR_CODE, CHAIN_ID, ORDER_ID FROM D_MM{n} "
+        f"WHERE MESSAGE_ID = {mid} ORDER BY ID",
+    ) == [(0, "T", 0, 0, 0), (1, "E", 1, 1, 1), (2, "S", 0, 2, 1)]
+    (error,) = rows(
+        engine,
+        f"SELECT CONTENT FROM D_MC{n} WHERE MESSAGE_ID = {mid} AND "
+        f"METADATA_ID = 1 AND CONTENT_TYPE = 12",
+    )[0]
     assert "downstream refused the connection" in error
 
 
@@ -137,17 +177,24 @@ async def test_response_variable_choices(start_engine) -> None:
     kit = KitPlugin()
     channels = [
         channel_toml(channel_id="00000000-0000-0000-0000-00000000000" + str(i), response=r)
-        for i, r in enumerate(["None", "Auto-generate (Before processing)",
-                               "Auto-generate (After source transformer)", "d2"])]
+        for i, r in enumerate(
+            [
+                "None",
+                "Auto-generate (Before processing)",
+                "Auto-generate (After source transformer)",
+                "d2",
+            ]
+        )
+    ]
     await start_engine(channels, plugins=[kit])
     answers = []
     for source in kit.sources:
         good = await source.dispatcher.dispatch(RawMessage("ORU|1"))
         bad = await source.dispatcher.dispatch(RawMessage("BAD|1"))
-        answers.append((good.response and good.response.message,
-                        bad.response and bad.response.message))
-    assert answers == [(None, None), ("ACK:S", "ACK:S"), ("ACK:T", "ACK:E"),
-                       ("echo:two", None)]
+        answers.append(
+            (good.response and good.response.message, bad.response and bad.response.message)
+        )
+    assert answers == [(None, None), ("ACK:S", "ACK:S"), ("ACK:T", "ACK:E"), ("echo:two", None)]
 
 
 def test_destinations_completed_status_matches_mirths_response_selector() -> None:
@@ -156,26 +203,32 @@ def test_destinations_completed_status_matches_mirths_response_selector() -> Non
     assert destinations_status([Status.FILTERED], 1) == Status.FILTERED
     assert destinations_status([], 2) == Status.ERROR, "no destination reached"
     assert destinations_status([], 0) == Status.SENT
-    assert destinations_status([Status.SENT], 2) == Status.SENT, \
+    assert destinations_status([Status.SENT], 2) == Status.SENT, (
         "as Java: a present status replaces the missing-destination ERROR"
+    )
 
 
 async def test_storage_modes(start_engine) -> None:
     kit = KitPlugin()
-    ids = {mode: f"00000000-0000-0000-0000-0000000000{i:02d}" for i, mode in
-           enumerate(["PRODUCTION", "RAW", "METADATA", "DISABLED"])}
-    engine = await start_engine([channel_toml(channel_id=i, storage=m) for m, i in ids.items()],
-                                plugins=[kit])
+    ids = {
+        mode: f"00000000-0000-0000-0000-0000000000{i:02d}"
+        for i, mode in enumerate(["PRODUCTION", "RAW", "METADATA", "DISABLED"])
+    }
+    engine = await start_engine(
+        [channel_toml(channel_id=i, storage=m) for m, i in ids.items()], plugins=[kit]
+    )
     by_channel = {s.setup.channel_id: s for s in kit.sources}
     stored = {}
     for mode, channel_id in ids.items():
         result = await by_channel[channel_id].dispatcher.dispatch(RawMessage("ORU|1"))
         assert result.response.message == "ACK:S"
-        n = rows(engine, f"SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS WHERE CHANNEL_ID = "
-                         f"'{channel_id}'")[0][0]
+        n = rows(
+            engine, f"SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS WHERE CHANNEL_ID = '{channel_id}'"
+        )[0][0]
         stored[mode] = (
             len(rows(engine, f"SELECT ID FROM D_M{n}")),
-            sorted({r[0] for r in rows(engine, f"SELECT CONTENT_TYPE FROM D_MC{n}")}))
+            sorted({r[0] for r in rows(engine, f"SELECT CONTENT_TYPE FROM D_MC{n}")}),
+        )
     assert stored == {
         "PRODUCTION": (1, [1, 4, 5, 6, 9, 11]),
         "RAW": (1, [1]),
@@ -186,8 +239,9 @@ async def test_storage_modes(start_engine) -> None:
 
 async def test_concurrent_messages_get_unique_ascending_ids(start_engine) -> None:
     kit = KitPlugin()
-    engine = await start_engine([channel_toml(threads=8)], plugins=[kit],
-                                config="[database]\nsequence_block_size = 7\n")
+    engine = await start_engine(
+        [channel_toml(threads=8)], plugins=[kit], config="[database]\nsequence_block_size = 7\n"
+    )
     results = []
 
     async def send(i: int) -> None:
@@ -199,8 +253,9 @@ async def test_concurrent_messages_get_unique_ascending_ids(start_engine) -> Non
     ids = sorted(r.message_id for r in results)
     assert len(set(ids)) == 300
     n = rows(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
-    assert rows(engine, f"SELECT COUNT(*), COUNT(DISTINCT ID) FROM D_M{n} WHERE PROCESSED = 1"
-                ) == [(300, 300)]
+    assert rows(engine, f"SELECT COUNT(*), COUNT(DISTINCT ID) FROM D_M{n} WHERE PROCESSED = 1") == [
+        (300, 300)
+    ]
     (next_id,) = rows(engine, f"SELECT ID FROM D_MSQ{n}")[0]
     assert next_id > ids[-1] and (next_id - 1) % 7 == 0, "whole blocks reserved"
 
@@ -214,8 +269,13 @@ async def test_observer_hooks_fire_in_order(start_engine) -> None:
         while ("undeployed", CHANNEL) not in kit.events:
             await trio.sleep(0.01)
     names = [name for name, _ in kit.events]
-    assert names.index("deployed") < names.index("started") < names.index("finished") \
-        < names.index("stopping") < names.index("undeployed")
+    assert (
+        names.index("deployed")
+        < names.index("started")
+        < names.index("finished")
+        < names.index("stopping")
+        < names.index("undeployed")
+    )
     assert ("state", (0, "idle", {"connections": 0})) in kit.events
     assert ("finished", (result.message_id, {0: "T", 1: "S", 2: "S"})) in kit.events
 
@@ -236,8 +296,7 @@ waitForPrevious = false
 fail = "error"
 """
     kit = KitPlugin()
-    engine = await start_engine([channel_toml(destinations=destinations, threads=4)],
-                                plugins=[kit])
+    engine = await start_engine([channel_toml(destinations=destinations, threads=4)], plugins=[kit])
 
     async def send(i: int) -> None:
         await dispatch(kit, ("BAD|" if i % 7 == 0 else "ORU|") + str(i))
@@ -249,11 +308,16 @@ fail = "error"
     n = rows(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
 
     def derived(where: str) -> tuple:
-        return rows(engine, f"SELECT COUNT(*), SUM(STATUS = 'F'), SUM(STATUS = 'S'), "
-                            f"SUM(STATUS = 'E') FROM D_MM{n} WHERE {where}")[0]
+        return rows(
+            engine,
+            f"SELECT COUNT(*), SUM(STATUS = 'F'), SUM(STATUS = 'S'), "
+            f"SUM(STATUS = 'E') FROM D_MM{n} WHERE {where}",
+        )[0]
 
-    stats = {r[0]: tuple(r[1:]) for r in rows(
-        engine, f"SELECT METADATA_ID, RECEIVED, FILTERED, SENT, ERROR FROM D_MS{n}")}
+    stats = {
+        r[0]: tuple(r[1:])
+        for r in rows(engine, f"SELECT METADATA_ID, RECEIVED, FILTERED, SENT, ERROR FROM D_MS{n}")
+    }
     for metadata_id in (0, 1, 2):
         assert stats[metadata_id] == derived(f"ID = {metadata_id}"), metadata_id
     received, _, _, _ = derived("ID = 0")

@@ -105,10 +105,12 @@ class OrderService:
 async def test_backends_are_selected_by_name_and_used(start_engine) -> None:
     backends, kit = Backends(), KitPlugin()
     engine = await start_engine(
-        [channel_toml()], plugins=[backends, kit],
+        [channel_toml()],
+        plugins=[backends, kit],
         config='[cluster]\nmap_backend = "shelf"\nbus = "recording"\n'
-               '[database]\nsequence_allocator = "counting"\n'
-               '[plugins.shelf]\nsize = 3\n')
+        '[database]\nsequence_allocator = "counting"\n'
+        "[plugins.shelf]\nsize = 3\n",
+    )
     assert isinstance(engine.map_backend, ShelfBackend)
     assert engine.map_backend.settings == {"label": "default", "size": 3}
     assert backends.bus.running
@@ -133,8 +135,11 @@ def test_plugin_settings_are_checked_against_declared_defaults(tmp_path) -> None
 def test_unknown_allocator_name_lists_installed(tmp_path) -> None:
     path = tmp_path / "pannier.toml"
     path.write_text('[channels]\npaths = []\n[database]\nsequence_allocator = "magic"\n')
-    with pytest.raises(ConfigError, match=r"database.sequence_allocator = 'magic'.*block, "
-                                          r"counting, single"):
+    with pytest.raises(
+        ConfigError,
+        match=r"database.sequence_allocator = 'magic'.*block, "
+        r"counting, single",
+    ):
         Engine(load_config(path, environ={}), extra_plugins=[Backends()])
 
 
@@ -160,8 +165,9 @@ def test_routes_are_collected_and_checked(tmp_path) -> None:
     bad = RoutePlugin([Route("GET", "/channels/mine", _handler)])
     with pytest.raises(PluginError, match="must start with /extensions/"):
         Engine(load_config(path, environ={}), extra_plugins=[bad])
-    twice = RoutePlugin([Route("GET", "/system/ping", _handler),
-                         Route("get", "/system/ping", _handler)])
+    twice = RoutePlugin(
+        [Route("GET", "/system/ping", _handler), Route("get", "/system/ping", _handler)]
+    )
     with pytest.raises(PluginError, match="registered by both"):
         Engine(load_config(path, environ={}), extra_plugins=[twice])
 
@@ -169,8 +175,10 @@ def test_routes_are_collected_and_checked(tmp_path) -> None:
 class CommandPlugin:
     @hookimpl
     def pannier_register_commands(self) -> list[CliCommand]:
-        return [CliCommand("run", "a clash", lambda p: None, lambda a: 0),
-                CliCommand("greet", "hello", lambda p: None, lambda a: 0)]
+        return [
+            CliCommand("run", "a clash", lambda p: None, lambda a: 0),
+            CliCommand("greet", "hello", lambda p: None, lambda a: 0),
+        ]
 
 
 def test_a_command_clashing_with_an_existing_one_is_skipped() -> None:

@@ -67,7 +67,8 @@ class TextType(DataType):
 
     def auto_response(self, raw: str, status: Status, error: str = "") -> Response | None:
         kind = {Status.ERROR: Status.ERROR, Status.FILTERED: Status.FILTERED}.get(
-            status, Status.SENT)
+            status, Status.SENT
+        )
         return Response(kind, message=f"ACK:{status.value}")
 
 
@@ -90,11 +91,19 @@ class KitPlugin:
     @hookimpl
     def pannier_register_connectors(self) -> list[ConnectorType]:
         return [
-            ConnectorType("Driven Source", "source", self._source,
-                          defaults={"responseVariable": "Auto-generate (After source "
-                                                        "transformer)"}),
-            ConnectorType("Echo", "destination", self._echo,
-                          defaults={"label": "", "fail": ""}, templated=frozenset({"label"})),
+            ConnectorType(
+                "Driven Source",
+                "source",
+                self._source,
+                defaults={"responseVariable": "Auto-generate (After source transformer)"},
+            ),
+            ConnectorType(
+                "Echo",
+                "destination",
+                self._echo,
+                defaults={"label": "", "fail": ""},
+                templated=frozenset({"label"}),
+            ),
         ]
 
     @hookimpl
@@ -118,20 +127,24 @@ class KitPlugin:
         self.events.append(("undeployed", channel_id))
 
     @hookimpl
-    def pannier_connector_state_changed(self, channel_id: str, metadata_id: int, state: str,
-                                        details: Any) -> None:
+    def pannier_connector_state_changed(
+        self, channel_id: str, metadata_id: int, state: str, details: Any
+    ) -> None:
         self.events.append(("state", (metadata_id, state, dict(details))))
 
     @hookimpl
-    def pannier_message_finished(self, channel_id: str, message_id: int,
-                                 statuses: Any) -> None:
+    def pannier_message_finished(self, channel_id: str, message_id: int, statuses: Any) -> None:
         self.events.append(("finished", (message_id, dict(statuses))))
 
 
-def channel_toml(*, channel_id: str = "11111111-2222-3333-4444-555555555555",
-                 response: str = "Auto-generate (Destinations completed)",
-                 storage: str = "DEVELOPMENT", destinations: str | None = None,
-                 threads: int = 1) -> str:
+def channel_toml(
+    *,
+    channel_id: str = "11111111-2222-3333-4444-555555555555",
+    response: str = "Auto-generate (Destinations completed)",
+    storage: str = "DEVELOPMENT",
+    destinations: str | None = None,
+    threads: int = 1,
+) -> str:
     if destinations is None:
         destinations = """
 [[destinations]]

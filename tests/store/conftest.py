@@ -58,8 +58,7 @@ def _check_server(kind: str) -> None:
             _reachable[kind] = None
         except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            _reachable[kind] = (f"{label} server not reachable at {shown} (set {variable}): "
-                                f"{first}")
+            _reachable[kind] = f"{label} server not reachable at {shown} (set {variable}): {first}"
         finally:
             engine.dispose()
     message = _reachable[kind]
@@ -133,11 +132,13 @@ def postgres_url(make_postgres_database: MakeDatabase) -> str:
     return make_postgres_database()
 
 
-@pytest.fixture(params=[
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database on each of SQLite, MariaDB/MySQL and PostgreSQL."""
     if request.param == "sqlite":
@@ -187,8 +188,12 @@ def run_mirth_ddl(url: str, kind: str, channels: dict[int, str] | None = None) -
                     conn.exec_driver_sql(statement)
             channel_sql = script("channel")
             for local_id, channel_id in (channels or {}).items():
-                conn.execute(sa.text("INSERT INTO D_CHANNELS (LOCAL_CHANNEL_ID, CHANNEL_ID) "
-                                     "VALUES (:n, :c)"), {"n": local_id, "c": channel_id})
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO D_CHANNELS (LOCAL_CHANNEL_ID, CHANNEL_ID) VALUES (:n, :c)"
+                    ),
+                    {"n": local_id, "c": channel_id},
+                )
                 text = channel_sql.replace("${localChannelId}", str(local_id))
                 for statement in sql_statements(text):
                     conn.exec_driver_sql(statement)

@@ -20,10 +20,15 @@ PROCESSES = 3
 def run_processes(url: str, *commands: list[str], timeout: float = 240) -> list[dict]:
     """Start one worker per command, all released at the same wall-clock moment."""
     start_at = time.time() + 2.0  # time for every interpreter to import pannier first
-    procs = [subprocess.Popen([sys.executable, str(WORKER), url, str(start_at), f"node-{i}",
-                               *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-             for i, command in enumerate(commands)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), url, str(start_at), f"node-{i}", *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, command in enumerate(commands)
+    ]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=timeout)
@@ -68,8 +73,9 @@ def test_three_processes_start_standalone_on_one_empty_database(db_url: str) -> 
 @pytest.mark.slow
 def test_three_processes_allocate_message_ids_without_duplicates(db_url: str) -> None:
     count, block, threads = 2000, 5, 2
-    results = run_processes(db_url, *(["ids", SHARED, str(count), str(block), str(threads)]
-                                      for _ in range(PROCESSES)))
+    results = run_processes(
+        db_url, *(["ids", SHARED, str(count), str(block), str(threads)] for _ in range(PROCESSES))
+    )
     ids = [i for r in results for i in r["ids"]]
     assert len(ids) == PROCESSES * count
     duplicates = len(ids) - len(set(ids))

@@ -22,9 +22,12 @@ BIN = Path(sys.executable).parent
 
 
 def start_engine(config: Path, url: str) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen([str(BIN / "pannier"), "run", "--config", str(config)],
-                               stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, PANNIER_DATABASE_URL=url))
+    process = subprocess.Popen(
+        [str(BIN / "pannier"), "run", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PANNIER_DATABASE_URL=url),
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = process.stderr.readline()
@@ -64,6 +67,7 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(tmp_path, hl7_sample, d
     process, port = start_engine(config, db_url)
     acked: list[str] = []
     try:
+
         async def run_and_kill() -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(load, port, template, acked, 10.0)
@@ -81,43 +85,64 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(tmp_path, hl7_sample, d
     database = sa.create_engine(db_url)
     n = 1
     with database.begin() as db:
-        db.execute(sa.text(f"INSERT INTO D_M{n} (ID, SERVER_ID, PROCESSED) "
-                           f"VALUES (999999, 'node-b', :f)"), {"f": False})
-        db.execute(sa.text(f"INSERT INTO D_MM{n} (ID, MESSAGE_ID, SERVER_ID, STATUS, "
-                           f"CONNECTOR_NAME, SEND_ATTEMPTS, ERROR_CODE, CHAIN_ID, ORDER_ID) "
-                           f"VALUES (0, 999999, 'node-b', 'R', 'Source', 0, 0, 0, 0)"))
+        db.execute(
+            sa.text(f"INSERT INTO D_M{n} (ID, SERVER_ID, PROCESSED) VALUES (999999, 'node-b', :f)"),
+            {"f": False},
+        )
+        db.execute(
+            sa.text(
+                f"INSERT INTO D_MM{n} (ID, MESSAGE_ID, SERVER_ID, STATUS, "
+                f"CONNECTOR_NAME, SEND_ATTEMPTS, ERROR_CODE, CHAIN_ID, ORDER_ID) "
+                f"VALUES (0, 999999, 'node-b', 'R', 'Source', 0, 0, 0, 0)"
+            )
+        )
         unfinished_before = db.execute(
             sa.text(f"SELECT COUNT(*) FROM D_M{n} WHERE PROCESSED = :f AND SERVER_ID = :s"),
-            {"f": False, "s": server_id}).scalar()
+            {"f": False, "s": server_id},
+        ).scalar()
 
     process, _port = start_engine(config, db_url)  # listening means recovery has finished
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
 
     with database.connect() as db:
-        stored = db.execute(sa.text(
-            f"SELECT MC.CONTENT, M.PROCESSED, S.STATUS, D.STATUS FROM D_M{n} M "
-            f"JOIN D_MC{n} MC ON MC.MESSAGE_ID = M.ID AND MC.METADATA_ID = 0 AND "
-            f"MC.CONTENT_TYPE = 1 "
-            f"JOIN D_MM{n} S ON S.MESSAGE_ID = M.ID AND S.ID = 0 "
-            f"LEFT JOIN D_MM{n} D ON D.MESSAGE_ID = M.ID AND D.ID = 1 "
-            f"WHERE M.SERVER_ID = :s"), {"s": server_id}).all()
-        other = [tuple(r) for r in db.execute(sa.text(
-            f"SELECT M.PROCESSED, MM.STATUS FROM D_M{n} M JOIN D_MM{n} MM ON "
-            f"MM.MESSAGE_ID = M.ID WHERE M.ID = 999999")).all()]
+        stored = db.execute(
+            sa.text(
+                f"SELECT MC.CONTENT, M.PROCESSED, S.STATUS, D.STATUS FROM D_M{n} M "
+                f"JOIN D_MC{n} MC ON MC.MESSAGE_ID = M.ID AND MC.METADATA_ID = 0 AND "
+                f"MC.CONTENT_TYPE = 1 "
+                f"JOIN D_MM{n} S ON S.MESSAGE_ID = M.ID AND S.ID = 0 "
+                f"LEFT JOIN D_MM{n} D ON D.MESSAGE_ID = M.ID AND D.ID = 1 "
+                f"WHERE M.SERVER_ID = :s"
+            ),
+            {"s": server_id},
+        ).all()
+        other = [
+            tuple(r)
+            for r in db.execute(
+                sa.text(
+                    f"SELECT M.PROCESSED, MM.STATUS FROM D_M{n} M JOIN D_MM{n} MM ON "
+                    f"MM.MESSAGE_ID = M.ID WHERE M.ID = 999999"
+                )
+            ).all()
+        ]
     database.dispose()
     by_control_id: dict[str, list[tuple]] = {}
     for content, processed, source, destination in stored:
         control_id = re.search(r"\|(CRASH\d+)\|", content).group(1)
         by_control_id.setdefault(control_id, []).append(
-            (bool(processed), source.strip(), destination and destination.strip()))
+            (bool(processed), source.strip(), destination and destination.strip())
+        )
     missing = [c for c in acked if c not in by_control_id]
     duplicated = [c for c, found in by_control_id.items() if len(found) > 1]
     incomplete = [c for c, found in by_control_id.items() if found != [(True, "T", "S")]]
-    print(f"sent/acknowledged {len(acked)}, stored {len(by_control_id)}, unfinished at kill "
-          f"{unfinished_before}, lost {len(missing)}, duplicated {len(duplicated)}")
+    print(
+        f"sent/acknowledged {len(acked)}, stored {len(by_control_id)}, unfinished at kill "
+        f"{unfinished_before}, lost {len(missing)}, duplicated {len(duplicated)}"
+    )
     assert missing == [] and duplicated == [] and incomplete == []
-    assert [(bool(p), s.strip()) for p, s in other] == [(False, "R")], \
+    assert [(bool(p), s.strip()) for p, s in other] == [(False, "R")], (
         "another server's message is not ours to recover"
+    )
     written = {p.read_bytes() for p in (tmp_path / "out").iterdir()}
     assert {template.replace(b"MSG00001", c.encode()) for c in acked} <= written

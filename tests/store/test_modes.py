@@ -39,8 +39,10 @@ def run(url: str, *statements: str) -> list[list[tuple]]:
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     try:
         with engine.begin() as conn:
-            return [[tuple(row) for row in result] if result.returns_rows else []
-                    for result in (conn.execute(sa.text(s)) for s in statements)]
+            return [
+                [tuple(row) for row in result] if result.returns_rows else []
+                for result in (conn.execute(sa.text(s)) for s in statements)
+            ]
     finally:
         engine.dispose()
 
@@ -65,18 +67,49 @@ async def store_message(store: Store, channel: ChannelStore, text: str) -> int:
     now = store.now()
 
     def build(message_id: int) -> None:
-        unit.add(INSERT_MESSAGE, channel.insert_message, {
-            "ID": message_id, "SERVER_ID": store.server_id, "RECEIVED_DATE": now,
-            "PROCESSED": False, "ORIGINAL_ID": None, "IMPORT_ID": None,
-            "IMPORT_CHANNEL_ID": None})
-        unit.add(INSERT_CONNECTOR, channel.insert_connector, {
-            "ID": 0, "MESSAGE_ID": message_id, "SERVER_ID": store.server_id,
-            "RECEIVED_DATE": now, "STATUS": "R", "CONNECTOR_NAME": "Source", "SEND_ATTEMPTS": 0,
-            "SEND_DATE": None, "RESPONSE_DATE": None, "ERROR_CODE": 0, "CHAIN_ID": 0,
-            "ORDER_ID": 0})
-        unit.add(INSERT_CONTENT, channel.insert_content, {
-            "METADATA_ID": 0, "MESSAGE_ID": message_id, "CONTENT_TYPE": 1, "CONTENT": text,
-            "IS_ENCRYPTED": False, "DATA_TYPE": "HL7V2"})
+        unit.add(
+            INSERT_MESSAGE,
+            channel.insert_message,
+            {
+                "ID": message_id,
+                "SERVER_ID": store.server_id,
+                "RECEIVED_DATE": now,
+                "PROCESSED": False,
+                "ORIGINAL_ID": None,
+                "IMPORT_ID": None,
+                "IMPORT_CHANNEL_ID": None,
+            },
+        )
+        unit.add(
+            INSERT_CONNECTOR,
+            channel.insert_connector,
+            {
+                "ID": 0,
+                "MESSAGE_ID": message_id,
+                "SERVER_ID": store.server_id,
+                "RECEIVED_DATE": now,
+                "STATUS": "R",
+                "CONNECTOR_NAME": "Source",
+                "SEND_ATTEMPTS": 0,
+                "SEND_DATE": None,
+                "RESPONSE_DATE": None,
+                "ERROR_CODE": 0,
+                "CHAIN_ID": 0,
+                "ORDER_ID": 0,
+            },
+        )
+        unit.add(
+            INSERT_CONTENT,
+            channel.insert_content,
+            {
+                "METADATA_ID": 0,
+                "MESSAGE_ID": message_id,
+                "CONTENT_TYPE": 1,
+                "CONTENT": text,
+                "IS_ENCRYPTED": False,
+                "DATA_TYPE": "HL7V2",
+            },
+        )
         channel.add_custom_metadata(unit, message_id, 0, {"SOURCE": "LAB", "TYPE": "ORU"})
 
     unit.build = build
@@ -101,16 +134,23 @@ async def test_standalone_creates_and_seeds_once(db_url: str) -> None:
     finally:
         await store.aclose()
     (info, people, passwords, config) = run(
-        db_url, "SELECT VERSION FROM SCHEMA_INFO", "SELECT ID, USERNAME FROM PERSON",
+        db_url,
+        "SELECT VERSION FROM SCHEMA_INFO",
+        "SELECT ID, USERNAME FROM PERSON",
         "SELECT PERSON_ID, PASSWORD, PASSWORD_DATE FROM PERSON_PASSWORD",
-        "SELECT CATEGORY, NAME, VALUE FROM CONFIGURATION ORDER BY NAME")
+        "SELECT CATEGORY, NAME, VALUE FROM CONFIGURATION ORDER BY NAME",
+    )
     assert info == [("4.5.2",)]
     assert people == [(1, "admin")]
     assert passwords == [(1, MIRTH_ADMIN_PASSWORD_HASH, None)]
-    assert config == [("core", "server.queuebuffersize", "1000"),
-                      ("core", "server.resetglobalvariables", "1"),
-                      ("core", "smtp.auth", "0"), ("core", "smtp.secure", "0"),
-                      ("core", "smtp.timeout", "5000"), ("core", "stats.enabled", "1")]
+    assert config == [
+        ("core", "server.queuebuffersize", "1000"),
+        ("core", "server.resetglobalvariables", "1"),
+        ("core", "smtp.auth", "0"),
+        ("core", "smtp.secure", "0"),
+        ("core", "smtp.timeout", "5000"),
+        ("core", "stats.enabled", "1"),
+    ]
 
 
 def test_the_admin_hash_is_mirths_pbkdf2_of_admin() -> None:
@@ -145,8 +185,11 @@ async def test_takeover_refuses_other_versions(db_url: str, version: str | None)
     store = new_store(db_url)
     try:
         expected = "no row" if version is None else repr(version)
-        with pytest.raises(SchemaError, match=rf"SCHEMA_INFO\.VERSION .* is {re.escape(expected)}; "
-                                              r"Pannier takes over Mirth 4\.5\.x and 4\.6\.0"):
+        with pytest.raises(
+            SchemaError,
+            match=rf"SCHEMA_INFO\.VERSION .* is {re.escape(expected)}; "
+            r"Pannier takes over Mirth 4\.5\.x and 4\.6\.0",
+        ):
             await store.create_schema("takeover")
     finally:
         await store.aclose()
@@ -154,7 +197,8 @@ async def test_takeover_refuses_other_versions(db_url: str, version: str | None)
 
 
 async def test_auto_is_standalone_on_an_empty_database_and_takeover_on_mirths(
-        db_url: str, tmp_path) -> None:
+    db_url: str, tmp_path
+) -> None:
     store = new_store(db_url)
     try:
         assert await store.create_schema("auto") == "standalone"
@@ -175,8 +219,11 @@ async def test_takeover_of_a_database_built_by_mirths_ddl(db_url: str, nursery) 
     kind = kind_of(db_url)
     run_mirth_ddl(db_url, kind, {1: MIRTH_CHANNEL})
     # Mirth has handed out ids 1..5 of channel 1; STARTUP_LOCK is gone, as in real 4.5.2 dumps.
-    run(db_url, "SELECT setval('d_msq1', 5)" if kind == "postgres" else
-        "UPDATE D_MSQ1 SET ID = 6", "DROP TABLE STARTUP_LOCK")
+    run(
+        db_url,
+        "SELECT setval('d_msq1', 5)" if kind == "postgres" else "UPDATE D_MSQ1 SET ID = 6",
+        "DROP TABLE STARTUP_LOCK",
+    )
     before = tables_and_sequences(db_url)
 
     store = new_store(db_url)
@@ -210,22 +257,29 @@ async def test_takeover_of_a_database_built_by_mirths_ddl(db_url: str, nursery) 
             await store.aclose()
 
     (messages, connectors, content, metadata, channels) = run(
-        db_url, "SELECT ID, SERVER_ID, PROCESSED FROM D_M1 ORDER BY ID",
+        db_url,
+        "SELECT ID, SERVER_ID, PROCESSED FROM D_M1 ORDER BY ID",
         "SELECT MESSAGE_ID, ID, STATUS, CONNECTOR_NAME FROM D_MM1 ORDER BY MESSAGE_ID",
         "SELECT MESSAGE_ID, CONTENT_TYPE, CONTENT FROM D_MC1 ORDER BY MESSAGE_ID",
         'SELECT MESSAGE_ID, METADATA_ID, "SOURCE", "TYPE" FROM D_MCM1 ORDER BY MESSAGE_ID'
-        if kind == "postgres" else
-        "SELECT MESSAGE_ID, METADATA_ID, SOURCE, TYPE FROM D_MCM1 ORDER BY MESSAGE_ID",
-        "SELECT LOCAL_CHANNEL_ID, CHANNEL_ID FROM D_CHANNELS ORDER BY 1")
-    assert [(m[0], m[1], bool(m[2])) for m in messages] == [(6, "node-a", False),
-                                                            (7, "node-a", False)]
+        if kind == "postgres"
+        else "SELECT MESSAGE_ID, METADATA_ID, SOURCE, TYPE FROM D_MCM1 ORDER BY MESSAGE_ID",
+        "SELECT LOCAL_CHANNEL_ID, CHANNEL_ID FROM D_CHANNELS ORDER BY 1",
+    )
+    assert [(m[0], m[1], bool(m[2])) for m in messages] == [
+        (6, "node-a", False),
+        (7, "node-a", False),
+    ]
     assert connectors == [(6, 0, "R", "Source"), (7, 0, "R", "Source")]
     assert content == [(6, 1, "MSH|^~\\&|one"), (7, 1, "MSH|^~\\&|two")]
     assert metadata == [(6, 0, "LAB", "ORU"), (7, 0, "LAB", "ORU")]
     assert channels == [(1, MIRTH_CHANNEL), (2, NEW_CHANNEL)]
     if kind == "postgres":  # Mirth quotes custom metadata columns: they keep their case
-        (columns,) = run(db_url, "SELECT column_name FROM information_schema.columns WHERE "
-                                 "table_name = 'd_mcm1' ORDER BY ordinal_position")
+        (columns,) = run(
+            db_url,
+            "SELECT column_name FROM information_schema.columns WHERE "
+            "table_name = 'd_mcm1' ORDER BY ordinal_position",
+        )
         assert columns == [("metadata_id",), ("message_id",), ("SOURCE",), ("TYPE",)]
 
 
@@ -233,9 +287,15 @@ async def test_missing_channel_tables_are_recreated_and_ids_continue(db_url: str
     """As Mirth's checkAndCreateChannelTables, but a recreated D_MSQ starts after D_M's ids."""
     kind = kind_of(db_url)
     run_mirth_ddl(db_url, kind, {1: MIRTH_CHANNEL})
-    run(db_url, *(f"INSERT INTO D_M1 (ID, SERVER_ID, PROCESSED) VALUES ({i}, 'java', TRUE)"
-                  for i in (1, 2, 3)),
-        "DROP TABLE D_MS1", "DROP SEQUENCE D_MSQ1" if kind == "postgres" else "DROP TABLE D_MSQ1")
+    run(
+        db_url,
+        *(
+            f"INSERT INTO D_M1 (ID, SERVER_ID, PROCESSED) VALUES ({i}, 'java', TRUE)"
+            for i in (1, 2, 3)
+        ),
+        "DROP TABLE D_MS1",
+        "DROP SEQUENCE D_MSQ1" if kind == "postgres" else "DROP TABLE D_MSQ1",
+    )
     store = new_store(db_url)
     try:
         await store.create_schema("takeover")
@@ -274,5 +334,9 @@ async def test_standalone_on_mirths_database_adds_nothing_but_missing_tables(db_
     finally:
         await store.aclose()
     assert "STARTUP_LOCK" in tables_and_sequences(db_url)[0]
-    assert run(db_url, "SELECT COUNT(*) FROM PERSON", "SELECT COUNT(*) FROM SCHEMA_INFO",
-               "SELECT COUNT(*) FROM CONFIGURATION") == [[(1,)], [(1,)], [(6,)]]
+    assert run(
+        db_url,
+        "SELECT COUNT(*) FROM PERSON",
+        "SELECT COUNT(*) FROM SCHEMA_INFO",
+        "SELECT COUNT(*) FROM CONFIGURATION",
+    ) == [[(1,)], [(1,)], [(6,)]]

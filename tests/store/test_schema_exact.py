@@ -43,8 +43,9 @@ async def test_mariadb_schema_is_mirths(make_mysql_database) -> None:
     run_mirth_ddl(mirth_url, "mysql", CHANNELS)
     ours, theirs = mysql_catalog(pannier_url), mysql_catalog(mirth_url)
     assert len(theirs["tables"]) == 15 + 7 * len(CHANNELS)
-    assert {row[0] for row in ours["tables"]} >= {"D_M1", "D_MSQ2", "SCHEMA_INFO"}, \
+    assert {row[0] for row in ours["tables"]} >= {"D_M1", "D_MSQ2", "SCHEMA_INFO"}, (
         "MySQL table names are upper case, as Mirth writes them"
+    )
     assert_same(ours, theirs)
     assert seed_rows(pannier_url) == seed_rows(mirth_url)
 
@@ -56,11 +57,17 @@ async def test_postgres_schema_is_mirths(make_postgres_database) -> None:
     run_mirth_ddl(mirth_url, "postgres", CHANNELS)
     ours, theirs = postgres_catalog(pannier_url), postgres_catalog(mirth_url)
     assert len(theirs["tables"]) == 15 + 6 * len(CHANNELS)
-    assert {row[0] for row in ours["tables"]} >= {"d_m1", "d_mcm2", "schema_info"}, \
+    assert {row[0] for row in ours["tables"]} >= {"d_m1", "d_mcm2", "schema_info"}, (
         "PostgreSQL folds Mirth's unquoted names to lower case"
+    )
     assert {row[0] for row in ours["sequences"]} == {
-        "event_sequence", "person_sequence", "configuration_sequence", "debug_usage_sequence",
-        "d_msq1", "d_msq2"}, "D_MSQn is a sequence on PostgreSQL, not a table"
+        "event_sequence",
+        "person_sequence",
+        "configuration_sequence",
+        "debug_usage_sequence",
+        "d_msq1",
+        "d_msq2",
+    }, "D_MSQn is a sequence on PostgreSQL, not a table"
     assert_same(ours, theirs)
     assert seed_rows(pannier_url) == seed_rows(mirth_url)
 
@@ -69,14 +76,25 @@ def sqlite_shape(url: str) -> dict:
     engine = sa.create_engine(url)
     try:
         inspector = sa.inspect(engine)
-        return {table: {
-            "columns": [(c["name"], c["nullable"]) for c in inspector.get_columns(table)],
-            "primary key": inspector.get_pk_constraint(table)["constrained_columns"],
-            "indexes": sorted((i["name"], i["column_names"]) for i in inspector.get_indexes(table)),
-            "foreign keys": sorted((f["referred_table"], f["constrained_columns"],
-                                    f["referred_columns"], f["options"].get("ondelete"))
-                                   for f in inspector.get_foreign_keys(table)),
-        } for table in inspector.get_table_names()}
+        return {
+            table: {
+                "columns": [(c["name"], c["nullable"]) for c in inspector.get_columns(table)],
+                "primary key": inspector.get_pk_constraint(table)["constrained_columns"],
+                "indexes": sorted(
+                    (i["name"], i["column_names"]) for i in inspector.get_indexes(table)
+                ),
+                "foreign keys": sorted(
+                    (
+                        f["referred_table"],
+                        f["constrained_columns"],
+                        f["referred_columns"],
+                        f["options"].get("ondelete"),
+                    )
+                    for f in inspector.get_foreign_keys(table)
+                ),
+            }
+            for table in inspector.get_table_names()
+        }
     finally:
         engine.dispose()
 

@@ -18,13 +18,37 @@ def message_unit(cs: ChannelStore, server_id: str) -> Unit:
     unit = Unit(new_message_for=cs)
 
     def build(mid: int) -> None:
-        unit.add(INSERT_MESSAGE, cs.insert_message, {
-            "ID": mid, "SERVER_ID": server_id, "RECEIVED_DATE": None, "PROCESSED": False,
-            "ORIGINAL_ID": None, "IMPORT_ID": None, "IMPORT_CHANNEL_ID": None})
-        unit.add(INSERT_CONNECTOR, cs.insert_connector, {
-            "ID": 0, "MESSAGE_ID": mid, "SERVER_ID": server_id, "RECEIVED_DATE": None,
-            "STATUS": "R", "CONNECTOR_NAME": "Source", "SEND_ATTEMPTS": 0, "SEND_DATE": None,
-            "RESPONSE_DATE": None, "ERROR_CODE": 0, "CHAIN_ID": 0, "ORDER_ID": 0})
+        unit.add(
+            INSERT_MESSAGE,
+            cs.insert_message,
+            {
+                "ID": mid,
+                "SERVER_ID": server_id,
+                "RECEIVED_DATE": None,
+                "PROCESSED": False,
+                "ORIGINAL_ID": None,
+                "IMPORT_ID": None,
+                "IMPORT_CHANNEL_ID": None,
+            },
+        )
+        unit.add(
+            INSERT_CONNECTOR,
+            cs.insert_connector,
+            {
+                "ID": 0,
+                "MESSAGE_ID": mid,
+                "SERVER_ID": server_id,
+                "RECEIVED_DATE": None,
+                "STATUS": "R",
+                "CONNECTOR_NAME": "Source",
+                "SEND_ATTEMPTS": 0,
+                "SEND_DATE": None,
+                "RESPONSE_DATE": None,
+                "ERROR_CODE": 0,
+                "CHAIN_ID": 0,
+                "ORDER_ID": 0,
+            },
+        )
 
     unit.build = build
     return unit
@@ -57,14 +81,17 @@ async def run_with_store(url: str, during) -> list[int]:
 
 async def test_postgres_refusing_connections_for_a_while_is_waited_out(postgres_url) -> None:
     database = sa.engine.make_url(postgres_url).database
-    admin = sa.create_engine(sa.engine.make_url(postgres_url).set(database="postgres"),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        sa.engine.make_url(postgres_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
 
     def outage(_cs: ChannelStore) -> None:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-            conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 f"WHERE datname = '{database}' AND pid <> pg_backend_pid()")
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+            )
 
         def recover() -> None:
             time.sleep(1.5)
@@ -89,8 +116,10 @@ async def test_mysql_killed_connections_and_lock_wait_timeouts(mysql_url) -> Non
     def trouble(cs: ChannelStore) -> None:
         with admin.connect() as conn:
             for (pid,) in conn.exec_driver_sql(
-                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND "
-                    "ID <> CONNECTION_ID()", (database,)).all():
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND "
+                "ID <> CONNECTION_ID()",
+                (database,),
+            ).all():
                 conn.exec_driver_sql(f"KILL {int(pid)}")
         # Hold the sequence row lock longer than the server lets others wait for it.
         holder = sa.create_engine(mysql_url)

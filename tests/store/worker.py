@@ -25,8 +25,11 @@ async def start(store: Store, shared: str, own: str) -> dict[str, object]:
     mode = await store.create_schema("standalone")
     shared_store = await store.open_channel(shared)
     own_store = await store.open_channel(own)
-    return {"mode": mode, "shared": shared_store.local_channel_id,
-            "own": own_store.local_channel_id}
+    return {
+        "mode": mode,
+        "shared": shared_store.local_channel_id,
+        "own": own_store.local_channel_id,
+    }
 
 
 async def ids(store: Store, channel: str, count: int, threads: int) -> dict[str, object]:

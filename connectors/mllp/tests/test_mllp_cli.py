@@ -123,8 +123,10 @@ async def test_unreadable_file_sends_nothing(
     assert recorder.messages == []
 
 
-@pytest.mark.parametrize("address", ["localhost", "localhost:", ":6661", "host:abc", "h:0",
-                                     "h:70000", "::1:6661", "[::1]6661"])
+@pytest.mark.parametrize(
+    "address",
+    ["localhost", "localhost:", ":6661", "host:abc", "h:0", "h:70000", "::1:6661", "[::1]6661"],
+)
 def test_bad_address(address: str, tmp_path: Path, capsys: Any) -> None:
     code = SEND_COMMAND.run(parse("--mllp", address, str(tmp_path / "x.hl7")))
     err = capsys.readouterr().err

@@ -25,9 +25,7 @@ async def connect(port: int) -> trio.SocketStream:
     return await trio.open_tcp_stream("127.0.0.1", port)
 
 
-async def read_frames(
-    stream: trio.SocketStream, count: int, timeout: float = 5.0
-) -> list[bytes]:
+async def read_frames(stream: trio.SocketStream, count: int, timeout: float = 5.0) -> list[bytes]:
     decoder = FrameDecoder()
     frames: list[bytes] = []
     with trio.fail_after(timeout):
@@ -78,9 +76,7 @@ async def test_message_in_ack_out(listen: Any, recorder_factory: Any, fixtures_d
     await stream.aclose()
 
 
-async def test_many_frames_on_one_connection_in_order(
-    listen: Any, recorder_factory: Any
-) -> None:
+async def test_many_frames_on_one_connection_in_order(listen: Any, recorder_factory: Any) -> None:
     recorder = recorder_factory(respond=lambda raw: f"ACK {raw.content}", delay=0.001)
     running = await listen(recorder)
     stream = await connect(running.port)
@@ -153,8 +149,7 @@ async def test_abusive_clients_never_take_the_listener_down(recorder_factory: An
     recorder = recorder_factory()
     states: list[tuple[str, dict[str, Any]]] = []
     listener = TcpListener(
-        _setup({**LISTENER_DEFAULTS, "host": "127.0.0.1", "port": 0, "maxConnections": 50},
-               states)
+        _setup({**LISTENER_DEFAULTS, "host": "127.0.0.1", "port": 0, "maxConnections": 50}, states)
     )
     rng = random.Random(7)
 
@@ -168,8 +163,9 @@ async def test_abusive_clients_never_take_the_listener_down(recorder_factory: An
             if kind == 0:
                 pass  # connect and drop
             elif kind == 1:
-                await stream.send_all(bytes(rng.randrange(256) for _ in range(300)).replace(
-                    b"\x0b", b""))
+                await stream.send_all(
+                    bytes(rng.randrange(256) for _ in range(300)).replace(b"\x0b", b"")
+                )
             elif kind == 2:
                 await stream.send_all(b"\x0bMSH|^~\\&|half a frame")
             elif kind == 3:
@@ -261,9 +257,7 @@ async def test_half_frame_then_stall_without_receive_timeout(
     await other.aclose()
 
 
-async def test_disconnect_mid_frame_processes_nothing(
-    listen: Any, recorder_factory: Any
-) -> None:
+async def test_disconnect_mid_frame_processes_nothing(listen: Any, recorder_factory: Any) -> None:
     recorder = recorder_factory()
     running = await listen(recorder)
     stream = await connect(running.port)
@@ -403,9 +397,7 @@ async def test_cancellation_closes_everything_promptly(recorder_factory: Any) ->
 
 async def test_bind_failure_is_a_clear_error(listen: Any) -> None:
     running = await listen()
-    listener = TcpListener(
-        _setup({**LISTENER_DEFAULTS, "host": "127.0.0.1", "port": running.port})
-    )
+    listener = TcpListener(_setup({**LISTENER_DEFAULTS, "host": "127.0.0.1", "port": running.port}))
     with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{running.port}"):
         await listener.run(None)  # type: ignore[arg-type]
 
@@ -432,14 +424,16 @@ def test_bad_properties_are_refused(props: dict[str, Any], message: str) -> None
 
 def test_mirth_string_values_are_accepted() -> None:
     listener = TcpListener(
-        _setup({
-            **LISTENER_DEFAULTS,
-            "port": "6661",
-            "maxConnections": "10",
-            "receiveTimeout": "0",
-            "keepConnectionOpen": "true",
-            "charsetEncoding": "DEFAULT_ENCODING",
-        })
+        _setup(
+            {
+                **LISTENER_DEFAULTS,
+                "port": "6661",
+                "maxConnections": "10",
+                "receiveTimeout": "0",
+                "keepConnectionOpen": "true",
+                "charsetEncoding": "DEFAULT_ENCODING",
+            }
+        )
     )
     assert (listener.port, listener.max_connections, listener.keep_connection_open) == (
         6661,
@@ -457,8 +451,12 @@ def _setup(props: dict[str, Any], states: list[Any] | None = None) -> Any:
             states.append((state, dict(details)))
 
     return ConnectorSetup(
-        channel_id="c", channel_name="mllp test", metadata_id=0, name="Source",
-        properties=props, report_state=report,
+        channel_id="c",
+        channel_name="mllp test",
+        metadata_id=0,
+        name="Source",
+        properties=props,
+        report_state=report,
     )
 
 

@@ -43,8 +43,9 @@ class FakeServer:
 
 async def start_server(nursery: trio.Nursery, handler: Handler) -> tuple[FakeServer, int]:
     server = FakeServer(handler)
-    listeners = await nursery.start(functools.partial(trio.serve_tcp, host="127.0.0.1"),
-                                    server.serve, 0)
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, host="127.0.0.1"), server.serve, 0
+    )
     return server, listeners[0].socket.getsockname()[1]
 
 

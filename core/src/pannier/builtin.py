@@ -22,24 +22,34 @@ def _block(settings: Mapping[str, Any]) -> BlockAllocator:
 
 @hookimpl
 def pannier_register_map_backends() -> Sequence[MapBackendSpec]:
-    return [MapBackendSpec("memory", lambda _settings: MemoryMapBackend(),
-                           description="maps in this process's memory (not shared)")]
+    return [
+        MapBackendSpec(
+            "memory",
+            lambda _settings: MemoryMapBackend(),
+            description="maps in this process's memory (not shared)",
+        )
+    ]
 
 
 @hookimpl
 def pannier_register_sequence_allocators() -> Sequence[SequenceAllocatorSpec]:
     return [
-        SequenceAllocatorSpec("block", _block,
-                              description="N ids per locked read of D_MSQ (default)"),
-        SequenceAllocatorSpec("single", lambda _settings: SingleAllocator(),
-                              description="one locked read per id, exactly as Java Mirth"),
+        SequenceAllocatorSpec(
+            "block", _block, description="N ids per locked read of D_MSQ (default)"
+        ),
+        SequenceAllocatorSpec(
+            "single",
+            lambda _settings: SingleAllocator(),
+            description="one locked read per id, exactly as Java Mirth",
+        ),
     ]
 
 
 @hookimpl
 def pannier_register_cluster_buses() -> Sequence[ClusterBusSpec]:
-    return [ClusterBusSpec("local", lambda _settings: LocalBus(),
-                           description="in-process events only")]
+    return [
+        ClusterBusSpec("local", lambda _settings: LocalBus(), description="in-process events only")
+    ]
 
 
 @hookimpl

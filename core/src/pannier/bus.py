@@ -34,9 +34,7 @@ class ClusterBus(ABC):
     def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[BusEvent]:
         """A channel receiving every later event of ``topic``. Close it to unsubscribe."""
 
-    async def run(
-        self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Background work (polling, connections). The engine starts it in its nursery."""
         task_status.started()
         await trio.sleep_forever()

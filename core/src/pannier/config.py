@@ -49,39 +49,60 @@ def _database_url(value: Any) -> str | None:
     try:
         sa.engine.make_url(value)
     except sa.exc.ArgumentError:
-        return "an SQLAlchemy URL such as sqlite:///var/pannier.db or " \
-               "mysql+pymysql://user:password@host/mirthdb"
+        return (
+            "an SQLAlchemy URL such as sqlite:///var/pannier.db or "
+            "mysql+pymysql://user:password@host/mirthdb"
+        )
     return None
 
 
 SCHEMA: dict[str, dict[str, Setting]] = {
     "server": {
-        "id": Setting("", "this engine's server id; generated once and kept in "
-                      "<data_dir>/server.id when empty"),
-        "data_dir": Setting("var", "directory for the server id file and the embedded "
-                            "database; relative to the config file"),
-        "shadow_mode": Setting(False, "run without sending to destinations (takeover trials); "
-                               "accepted and checked now, acted on once the shadow plugin "
-                               "lands"),
+        "id": Setting(
+            "",
+            "this engine's server id; generated once and kept in <data_dir>/server.id when empty",
+        ),
+        "data_dir": Setting(
+            "var",
+            "directory for the server id file and the embedded "
+            "database; relative to the config file",
+        ),
+        "shadow_mode": Setting(
+            False,
+            "run without sending to destinations (takeover trials); "
+            "accepted and checked now, acted on once the shadow plugin "
+            "lands",
+        ),
     },
     "database": {
-        "url": Setting("sqlite:///pannier.db", "SQLAlchemy URL of the message store; a "
-                       "relative SQLite path is inside data_dir", check=_database_url),
-        "mode": Setting("standalone", "standalone creates Mirth's schema and seed rows when "
-                        "missing (safe when several nodes start at once); takeover uses an "
-                        "existing Mirth 4.5.x/4.6.0 database, checks SCHEMA_INFO and creates "
-                        "only missing per-channel tables; auto is takeover when SCHEMA_INFO "
-                        "exists, else standalone (single instance only)",
-                        choices=("standalone", "takeover", "auto")),
-        "pool_size": Setting(8, "database connections (and worker threads) at most",
-                             check=_positive),
+        "url": Setting(
+            "sqlite:///pannier.db",
+            "SQLAlchemy URL of the message store; a relative SQLite path is inside data_dir",
+            check=_database_url,
+        ),
+        "mode": Setting(
+            "standalone",
+            "standalone creates Mirth's schema and seed rows when "
+            "missing (safe when several nodes start at once); takeover uses an "
+            "existing Mirth 4.5.x/4.6.0 database, checks SCHEMA_INFO and creates "
+            "only missing per-channel tables; auto is takeover when SCHEMA_INFO "
+            "exists, else standalone (single instance only)",
+            choices=("standalone", "takeover", "auto"),
+        ),
+        "pool_size": Setting(
+            8, "database connections (and worker threads) at most", check=_positive
+        ),
         "sequence_allocator": Setting("block", "message id allocator, by plugin name"),
-        "sequence_block_size": Setting(100, "ids reserved per locked read by the block "
-                                       "allocator", check=_positive),
+        "sequence_block_size": Setting(
+            100, "ids reserved per locked read by the block allocator", check=_positive
+        ),
     },
     "cluster": {
-        "enabled": Setting(False, "several engines share one database; accepted and checked "
-                           "now, acted on once cluster services land"),
+        "enabled": Setting(
+            False,
+            "several engines share one database; accepted and checked "
+            "now, acted on once cluster services land",
+        ),
         "map_backend": Setting("memory", "backend of the global/configuration maps, by name"),
         "bus": Setting("local", "event bus between engines, by name"),
         "redis_url": Setting("", "Redis URL for plugins that use Redis"),
@@ -91,21 +112,26 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "port": Setting(8080, "port of the HTTP API", check=_port),
     },
     "channels": {
-        "paths": Setting(["channels/*.toml"], "channel files to deploy at start (glob "
-                         "patterns, relative to the config file)"),
+        "paths": Setting(
+            ["channels/*.toml"],
+            "channel files to deploy at start (glob patterns, relative to the config file)",
+        ),
     },
     "engine": {
         "drain_seconds": Setting(30.0, "how long shutdown waits for in-flight messages"),
     },
     "logging": {
-        "level": Setting("INFO", "log level",
-                         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+        "level": Setting(
+            "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        ),
     },
     "plugins": {
-        "enabled": Setting([], "allow-list of plugin names to load; empty loads all "
-                           "installed"),
-        "required": Setting([], "plugins that must load, as requirements such as "
-                            "'pannier-mllp>=0.1'; start-up stops without them"),
+        "enabled": Setting([], "allow-list of plugin names to load; empty loads all installed"),
+        "required": Setting(
+            [],
+            "plugins that must load, as requirements such as "
+            "'pannier-mllp>=0.1'; start-up stops without them",
+        ),
     },
 }
 
@@ -121,9 +147,13 @@ ALIASES = {
 }
 
 #: DB_* variables compose ``database.url`` when no URL is given in the environment.
-DB_DRIVERS = {"mysql": "mysql+pymysql", "mariadb": "mysql+pymysql",
-              "postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
-              "sqlite": "sqlite"}
+DB_DRIVERS = {
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "sqlite": "sqlite",
+}
 
 _SECRET_KEY = re.compile(r"(password|secret|token|key)$", re.IGNORECASE)
 
@@ -131,8 +161,13 @@ _SECRET_KEY = re.compile(r"(password|secret|token|key)$", re.IGNORECASE)
 class Config:
     """Validated configuration: ``config["database.url"]``, plugin sections by name."""
 
-    def __init__(self, values: dict[str, dict[str, Any]], origins: dict[str, str],
-                 base_dir: Path, path: Path | None) -> None:
+    def __init__(
+        self,
+        values: dict[str, dict[str, Any]],
+        origins: dict[str, str],
+        base_dir: Path,
+        path: Path | None,
+    ) -> None:
         self._values = values
         self._origins = origins
         self.base_dir = base_dir
@@ -175,16 +210,20 @@ class Config:
             if name in SCHEMA["plugins"]:
                 continue
             if name not in declared:
-                raise ConfigError(f"[plugins.{name}]: no installed plugin declares settings "
-                                  f"named {name!r}; plugins with settings: "
-                                  f"{', '.join(sorted(declared)) or 'none'}")
+                raise ConfigError(
+                    f"[plugins.{name}]: no installed plugin declares settings "
+                    f"named {name!r}; plugins with settings: "
+                    f"{', '.join(sorted(declared)) or 'none'}"
+                )
             defaults = declared[name]
             merged = dict(defaults)
             for key, value in (section or {}).items():
                 where = f"plugins.{name}.{key}"
                 if key not in defaults:
-                    raise ConfigError(f"{where}: unknown key; {name} accepts: "
-                                      f"{', '.join(sorted(defaults)) or 'nothing'}")
+                    raise ConfigError(
+                        f"{where}: unknown key; {name} accepts: "
+                        f"{', '.join(sorted(defaults)) or 'nothing'}"
+                    )
                 merged[key] = _coerce(where, value, defaults[key], self._origins.get(where))
             plugins[name] = merged
         for name, defaults in declared.items():
@@ -214,8 +253,13 @@ def _redact(key: str, value: Any) -> Any:
 
 
 def _type_name(default: Any) -> str:
-    return {bool: "true or false", int: "a whole number", float: "a number",
-            str: "a string", list: "a list of strings"}[type(default)]
+    return {
+        bool: "true or false",
+        int: "a whole number",
+        float: "a number",
+        str: "a string",
+        list: "a list of strings",
+    }[type(default)]
 
 
 def _coerce(where: str, value: Any, default: Any, origin: str | None) -> Any:
@@ -268,8 +312,7 @@ def _indirect(where: str, value: Any) -> Any:
         try:
             return path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"{where} = {value!r}: cannot read {path}: {exc.strerror}") \
-                from None
+            raise ConfigError(f"{where} = {value!r}: cannot read {path}: {exc.strerror}") from None
     return value
 
 
@@ -277,8 +320,7 @@ def _env_key(section: str, key: str) -> str:
     return f"PANNIER_{section}_{key}".upper()
 
 
-def load_config(path: str | Path | None = None,
-                environ: Mapping[str, str] | None = None) -> Config:
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Load and validate configuration from ``path`` (optional) and the environment."""
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
@@ -300,8 +342,10 @@ def load_config(path: str | Path | None = None,
     origins: dict[str, str] = {}
     for section, value in data.items():
         if section not in SCHEMA:
-            raise ConfigError(f"{label}: unknown section [{section}]; expected one of: "
-                              f"{', '.join(sorted(SCHEMA))}")
+            raise ConfigError(
+                f"{label}: unknown section [{section}]; expected one of: "
+                f"{', '.join(sorted(SCHEMA))}"
+            )
         if not isinstance(value, dict):
             raise ConfigError(f"{label}: {section} must be a table ([{section}])")
     for section, settings in SCHEMA.items():
@@ -316,8 +360,10 @@ def load_config(path: str | Path | None = None,
                     for sub in value:
                         origins[f"plugins.{key}.{sub}"] = label
                     continue
-                raise ConfigError(f"{section}.{key}: unknown key in {label}; [{section}] "
-                                  f"accepts: {', '.join(sorted(settings))}")
+                raise ConfigError(
+                    f"{section}.{key}: unknown key in {label}; [{section}] "
+                    f"accepts: {', '.join(sorted(settings))}"
+                )
             values[section][key] = value
             origins[f"{section}.{key}"] = label
 
@@ -354,8 +400,9 @@ def load_config(path: str | Path | None = None,
             origin = origins.get(where)
             source = f" (from {origin})" if origin else ""
             if setting.choices and value not in setting.choices:
-                raise ConfigError(f"{where} = {value!r}{source}: expected one of "
-                                  f"{', '.join(setting.choices)}")
+                raise ConfigError(
+                    f"{where} = {value!r}{source}: expected one of {', '.join(setting.choices)}"
+                )
             if setting.check is not None:
                 problem = setting.check(value)
                 if problem:
@@ -370,8 +417,10 @@ def _url_from_db_variables(environ: Mapping[str, str]) -> str | None:
     kind = environ.get("DB_TYPE", "mysql").lower()
     driver = DB_DRIVERS.get(kind)
     if driver is None:
-        raise ConfigError(f"DB_TYPE = {kind!r} (from environment DB_TYPE): expected one of "
-                          f"{', '.join(sorted(DB_DRIVERS))}")
+        raise ConfigError(
+            f"DB_TYPE = {kind!r} (from environment DB_TYPE): expected one of "
+            f"{', '.join(sorted(DB_DRIVERS))}"
+        )
     if driver == "sqlite":
         return f"sqlite:///{environ.get('DB_NAME', 'pannier.db')}"
     user = quote(environ.get("DB_USER", ""), safe="")

@@ -44,20 +44,28 @@ class DeployError(Exception):
     """A channel cannot be deployed; the text names the channel and the reason."""
 
 
-def check_properties(where: str, defaults: Mapping[str, Any],
-                     given: Mapping[str, Any]) -> dict[str, Any]:
+def check_properties(
+    where: str, defaults: Mapping[str, Any], given: Mapping[str, Any]
+) -> dict[str, Any]:
     """Overlay ``given`` on ``defaults``; unknown keys and wrong types are errors."""
     merged = dict(defaults)
     for key, value in given.items():
         if key not in defaults:
-            raise DeployError(f"{where}: unknown property {key!r}; expected one of: "
-                              f"{', '.join(sorted(defaults)) or 'none'}")
+            raise DeployError(
+                f"{where}: unknown property {key!r}; expected one of: "
+                f"{', '.join(sorted(defaults)) or 'none'}"
+            )
         default = defaults[key]
         value = _coerce_property(value, default)
-        if default is not None and not isinstance(value, type(default)) and not (
-                isinstance(default, float) and isinstance(value, int)):
-            raise DeployError(f"{where}.{key} = {value!r}: expected a value like "
-                              f"{default!r} ({type(default).__name__})")
+        if (
+            default is not None
+            and not isinstance(value, type(default))
+            and not (isinstance(default, float) and isinstance(value, int))
+        ):
+            raise DeployError(
+                f"{where}.{key} = {value!r}: expected a value like "
+                f"{default!r} ({type(default).__name__})"
+            )
         merged[key] = value
     return merged
 
@@ -109,18 +117,22 @@ class Engine:
         for plugin in extra_plugins:
             self.pm.register(plugin)
         self.plugins: list[PluginInfo] = load_plugins(
-            self.pm, enabled=config["plugins.enabled"], required=config["plugins.required"])
+            self.pm, enabled=config["plugins.enabled"], required=config["plugins.required"]
+        )
         self.registry = build_registry(self.pm)
         config.check_plugin_sections(self.registry.config_defaults)
         self.map_backend: MapBackend = self._select(
-            "cluster.map_backend", self.registry.map_backend).factory(
-            config.plugin_settings(config["cluster.map_backend"]))
+            "cluster.map_backend", self.registry.map_backend
+        ).factory(config.plugin_settings(config["cluster.map_backend"]))
         self.bus: ClusterBus = self._select("cluster.bus", self.registry.cluster_bus).factory(
-            config.plugin_settings(config["cluster.bus"]))
-        allocator_spec = self._select("database.sequence_allocator",
-                                      self.registry.sequence_allocator)
+            config.plugin_settings(config["cluster.bus"])
+        )
+        allocator_spec = self._select(
+            "database.sequence_allocator", self.registry.sequence_allocator
+        )
         self.allocator = allocator_spec.factory(
-            {"block_size": config["database.sequence_block_size"]})
+            {"block_size": config["database.sequence_block_size"]}
+        )
         self.routes: list[Route] = self._collect_routes()
         self.server_id = read_server_id(config)
         self.store: Store | None = None
@@ -137,18 +149,22 @@ class Engine:
         ``/system/``, and no two on the same method and path."""
         routes: list[Route] = []
         seen: dict[tuple[str, str], str] = {}
-        for plugin, contributed in call_each(self.pm, "pannier_register_routes",
-                                             {"engine": self}):
+        for plugin, contributed in call_each(self.pm, "pannier_register_routes", {"engine": self}):
             for route in contributed or ():
-                if not (route.path.startswith(f"/extensions/{plugin}/")
-                        or route.path.startswith("/system/")):
+                if not (
+                    route.path.startswith(f"/extensions/{plugin}/")
+                    or route.path.startswith("/system/")
+                ):
                     raise PluginError(
                         f"plugin {plugin!r} route {route.method} {route.path}: plugin routes "
-                        f"must start with /extensions/{plugin}/ or /system/")
+                        f"must start with /extensions/{plugin}/ or /system/"
+                    )
                 key = (route.method.upper(), route.path)
                 if key in seen:
-                    raise PluginError(f"route {key[0]} {key[1]} is registered by both "
-                                      f"{seen[key]!r} and {plugin!r}")
+                    raise PluginError(
+                        f"route {key[0]} {key[1]} is registered by both "
+                        f"{seen[key]!r} and {plugin!r}"
+                    )
                 seen[key] = plugin
                 routes.append(route)
         return routes
@@ -165,12 +181,19 @@ class Engine:
         """Begin a graceful shutdown (idempotent)."""
         self._stop.set()
 
-    async def run(self, *, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED,
-                  ) -> None:
+    async def run(
+        self,
+        *,
+        task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(config.database_url, self.server_id, self.allocator,
-                      pool_size=config["database.pool_size"])
+        store = Store(
+            config.database_url,
+            self.server_id,
+            self.allocator,
+            pool_size=config["database.pool_size"],
+        )
         self.store = store
         try:
             async with trio.open_nursery() as root:
@@ -178,8 +201,9 @@ class Engine:
                 mode = await store.create_schema(config["database.mode"])
                 log.info("database ready (%s mode)", mode)
                 await root.start(self.bus.run)
-                for plugin, services in call_each(self.pm, "pannier_register_services",
-                                                  {"engine": self}):
+                for plugin, services in call_each(
+                    self.pm, "pannier_register_services", {"engine": self}
+                ):
                     for service in services or ():
                         log.info("starting service %s from plugin %s", service.name, plugin)
                         await root.start(service.run, self)
@@ -188,8 +212,9 @@ class Engine:
                         await self.deploy(channel, channel_nursery)
                     self.ready = True
                     notify(self.pm, "pannier_engine_started", engine=self)
-                    log.info("engine %s started with %d channel(s)", self.server_id,
-                             len(self.channels))
+                    log.info(
+                        "engine %s started with %d channel(s)", self.server_id, len(self.channels)
+                    )
                     task_status.started(self)
                     await self._stop.wait()
                     self.ready = False
@@ -198,8 +223,9 @@ class Engine:
                     channel_nursery.cancel_scope.cancel()
                 for channel_id in list(self.channels):
                     self.channels.pop(channel_id)
-                    notify(self.pm, "pannier_channel_undeployed", engine=self,
-                           channel_id=channel_id)
+                    notify(
+                        self.pm, "pannier_channel_undeployed", engine=self, channel_id=channel_id
+                    )
                 root.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
@@ -224,8 +250,9 @@ class Engine:
             matches = sorted(glob.glob(full)) if glob.has_magic(full) else [full]
             for path in matches:
                 if not Path(path).exists():
-                    raise ConfigError(f"channels.paths: {pattern!r} names {path}, which does "
-                                      f"not exist")
+                    raise ConfigError(
+                        f"channels.paths: {pattern!r} names {path}, which does not exist"
+                    )
                 channels.append(load_channel_file(path))
         return channels
 
@@ -235,8 +262,11 @@ class Engine:
             deployed = await self._build(channel)
             await nursery.start(deployed.run)
         except Exception as exc:
-            message = str(exc) if isinstance(exc, (DeployError, PluginError, OSError)) \
+            message = (
+                str(exc)
+                if isinstance(exc, (DeployError, PluginError, OSError))
                 else f"{type(exc).__name__}: {exc}"
+            )
             log.error("channel %r (%s) failed to deploy: %s", channel.name, channel.id, message)
             self.deploy_errors[channel.id] = message
             return None
@@ -250,12 +280,15 @@ class Engine:
         source, source_type, datatype, destinations = self.prepare(channel)
         channel_store = await self.store.open_channel(channel.id)
         await self.store.add_metadata_columns(
-            channel_store, [(c.name, c.type) for c in channel.properties.metaDataColumns])
-        return DeployedChannel(self, channel, channel_store, source, source_type, datatype,
-                               destinations)
+            channel_store, [(c.name, c.type) for c in channel.properties.metaDataColumns]
+        )
+        return DeployedChannel(
+            self, channel, channel_store, source, source_type, datatype, destinations
+        )
 
-    def prepare(self, channel: Channel) -> tuple[SourceConnector, ConnectorType, Any,
-                                                  list[DestinationRuntime]]:
+    def prepare(
+        self, channel: Channel
+    ) -> tuple[SourceConnector, ConnectorType, Any, list[DestinationRuntime]]:
         """Resolve and check everything a channel needs, without touching the database or
         the network; raises :class:`DeployError` naming what is wrong."""
         registry = self.registry
@@ -267,15 +300,18 @@ class Engine:
             raise DeployError(f"{where} source: {exc}") from None
         defaults = dict(source_type.defaults)
         defaults.pop("responseVariable", None)
-        properties = check_properties(f"{where} source.properties", defaults,
-                                      source_model.properties)
+        properties = check_properties(
+            f"{where} source.properties", defaults, source_model.properties
+        )
         if not source_model.source.responseVariable:
             source_model.source.responseVariable = str(
-                source_type.defaults.get("responseVariable", "None"))
+                source_type.defaults.get("responseVariable", "None")
+            )
         source = source_type.factory(self._setup(channel, source_model, properties))
         if not isinstance(source, SourceConnector):
-            raise DeployError(f"{where}: {source_model.transportName!r} did not build a "
-                              f"source connector")
+            raise DeployError(
+                f"{where}: {source_model.transportName!r} did not build a source connector"
+            )
         datatype = self._datatype(where, source_model)
 
         destinations = []
@@ -290,17 +326,26 @@ class Engine:
                 kind: ConnectorType = registry.connector(model.transportName, "destination")
             except PluginError as exc:
                 raise DeployError(f"{here}: {exc}") from None
-            dest_properties = check_properties(f"{here}.properties", kind.defaults,
-                                               model.properties)
+            dest_properties = check_properties(
+                f"{here}.properties", kind.defaults, model.properties
+            )
             model.properties = dest_properties
             connector = kind.factory(self._setup(channel, model, dest_properties))
             if not isinstance(connector, DestinationConnector):
-                raise DeployError(f"{here}: {model.transportName!r} did not build a "
-                                  f"destination connector")
+                raise DeployError(
+                    f"{here}: {model.transportName!r} did not build a destination connector"
+                )
             self._datatype(here, model)
-            destinations.append(DestinationRuntime(
-                model=model, type=kind, connector=connector, chain_id=chain_id,
-                order_id=order_id, templated=tuple(sorted(kind.templated))))
+            destinations.append(
+                DestinationRuntime(
+                    model=model,
+                    type=kind,
+                    connector=connector,
+                    chain_id=chain_id,
+                    order_id=order_id,
+                    templated=tuple(sorted(kind.templated)),
+                )
+            )
         return source, source_type, datatype, destinations
 
     def _datatype(self, where: str, model: Connector) -> Any:
@@ -308,26 +353,40 @@ class Engine:
             spec = self.registry.datatype(model.inboundDataType)
         except PluginError as exc:
             raise DeployError(f"{where}: {exc}") from None
-        properties = check_properties(f"{where}.inboundProperties", spec.defaults,
-                                      model.inboundProperties)
+        properties = check_properties(
+            f"{where}.inboundProperties", spec.defaults, model.inboundProperties
+        )
         try:
             return spec.factory(properties)
         except ValueError as exc:
             raise DeployError(f"{where}.inboundProperties: {exc}") from None
 
-    def _setup(self, channel: Channel, model: Connector,
-               properties: Mapping[str, Any]) -> ConnectorSetup:
+    def _setup(
+        self, channel: Channel, model: Connector, properties: Mapping[str, Any]
+    ) -> ConnectorSetup:
         def report_state(state: str, details: Mapping[str, Any]) -> None:
-            notify(self.pm, "pannier_connector_state_changed", channel_id=channel.id,
-                   metadata_id=model.metaDataId, state=state, details=details)
+            notify(
+                self.pm,
+                "pannier_connector_state_changed",
+                channel_id=channel.id,
+                metadata_id=model.metaDataId,
+                state=state,
+                details=details,
+            )
 
         return ConnectorSetup(
-            channel_id=channel.id, channel_name=channel.name, metadata_id=model.metaDataId,
-            name=model.name, properties=properties, report_state=report_state,
-            base_directory=str(self.config.base_dir))
+            channel_id=channel.id,
+            channel_name=channel.name,
+            metadata_id=model.metaDataId,
+            name=model.name,
+            properties=properties,
+            report_state=report_state,
+            base_directory=str(self.config.base_dir),
+        )
 
-    def notify_message_finished(self, channel_id: str, message_id: int, source_status: Status,
-                                ctx: MessageContext) -> None:
+    def notify_message_finished(
+        self, channel_id: str, message_id: int, source_status: Status, ctx: MessageContext
+    ) -> None:
         """Tell ``pannier_message_finished`` observers; free when there are none."""
         if not self._finish_observers:
             return
@@ -335,5 +394,10 @@ class Engine:
         for key, response in ctx.response_map.items():
             if key.startswith("d") and key[1:].isdigit():
                 statuses[int(key[1:])] = response.status.value
-        notify(self.pm, "pannier_message_finished", channel_id=channel_id,
-               message_id=message_id, statuses=statuses)
+        notify(
+            self.pm,
+            "pannier_message_finished",
+            channel_id=channel_id,
+            message_id=message_id,
+            statuses=statuses,
+        )

@@ -259,9 +259,7 @@ def pannier_connector_state_changed(
 
 
 @hookspec
-def pannier_message_finished(
-    channel_id: str, message_id: int, statuses: Mapping[int, str]
-) -> None:
+def pannier_message_finished(channel_id: str, message_id: int, statuses: Mapping[int, str]) -> None:
     """Observe a message whose processing is complete and stored.
 
     Parameters:

@@ -124,23 +124,36 @@ def load_plugins(
         if allowed is not None and entry_point.name not in allowed:
             return
         dist = dists.get((entry_point.name, entry_point.value))
-        info = PluginInfo(entry_point.name, dist.metadata["Name"] if dist else "?",
-                          dist.version if dist else "?", entry_point.value,
-                          error=f"{type(exc).__name__}: {exc}")
+        info = PluginInfo(
+            entry_point.name,
+            dist.metadata["Name"] if dist else "?",
+            dist.version if dist else "?",
+            entry_point.value,
+            error=f"{type(exc).__name__}: {exc}",
+        )
         infos[entry_point.name] = info
-        log.log(logging.DEBUG if quiet else logging.ERROR,
-                "plugin %r (%s) could not be loaded and is skipped: %s",
-                entry_point.name, info.distribution, info.error)
+        log.log(
+            logging.DEBUG if quiet else logging.ERROR,
+            "plugin %r (%s) could not be loaded and is skipped: %s",
+            entry_point.name,
+            info.distribution,
+            info.error,
+        )
 
-    manager = ExtensionManager(ENTRY_POINT_GROUP, invoke_on_load=False,
-                               on_load_failure_callback=on_failure)
+    manager = ExtensionManager(
+        ENTRY_POINT_GROUP, invoke_on_load=False, on_load_failure_callback=on_failure
+    )
     for extension in sorted(manager.extensions, key=lambda e: (e.name != "core", e.name)):
         if allowed is not None and extension.name not in allowed:
             continue
         entry_point = extension.entry_point
         dist = dists.get((entry_point.name, entry_point.value))
-        info = PluginInfo(extension.name, dist.metadata["Name"] if dist else "?",
-                          dist.version if dist else "?", entry_point.value)
+        info = PluginInfo(
+            extension.name,
+            dist.metadata["Name"] if dist else "?",
+            dist.version if dist else "?",
+            entry_point.value,
+        )
         infos[extension.name] = info
         try:
             pm.register(extension.plugin, name=extension.name)
@@ -161,8 +174,7 @@ def _check_pending(pm: PannierPluginManager, infos: Mapping[str, PluginInfo]) ->
         where = f"{plugin_name} ({info.distribution})" if info else plugin_name
         known = sorted(name for name in dir(pm.hook) if name.startswith(HOOK_PREFIX))
         raise PluginError(
-            f"plugin {where} implements an unknown hook: {exc}. Known hooks: "
-            f"{', '.join(known)}"
+            f"plugin {where} implements an unknown hook: {exc}. Known hooks: {', '.join(known)}"
         ) from None
 
 
@@ -171,28 +183,45 @@ def _check_required(required: Sequence[str], infos: Mapping[str, PluginInfo]) ->
         try:
             requirement = Requirement(text)
         except InvalidRequirement as exc:
-            raise PluginError(f"plugins.required: {text!r} is not a requirement such as "
-                              f"'pannier-mllp>=0.1': {exc}") from None
+            raise PluginError(
+                f"plugins.required: {text!r} is not a requirement such as "
+                f"'pannier-mllp>=0.1': {exc}"
+            ) from None
         wanted = canonicalize_name(requirement.name)
-        match = next((i for i in infos.values()
-                      if canonicalize_name(i.name) == wanted
-                      or canonicalize_name(i.distribution) == wanted), None)
+        match = next(
+            (
+                i
+                for i in infos.values()
+                if canonicalize_name(i.name) == wanted
+                or canonicalize_name(i.distribution) == wanted
+            ),
+            None,
+        )
         if match is None:
-            installed = ", ".join(f"{i.name} ({i.distribution} {i.version})"
-                                  for i in infos.values()) or "none"
-            raise PluginError(f"required plugin {text!r} is not installed. Installed plugins: "
-                              f"{installed}")
+            installed = (
+                ", ".join(f"{i.name} ({i.distribution} {i.version})" for i in infos.values())
+                or "none"
+            )
+            raise PluginError(
+                f"required plugin {text!r} is not installed. Installed plugins: {installed}"
+            )
         if match.error:
-            raise PluginError(f"required plugin {text!r} ({match.distribution}) is broken: "
-                              f"{match.error}")
-        if requirement.specifier and not requirement.specifier.contains(match.version,
-                                                                        prereleases=True):
-            raise PluginError(f"required plugin {text!r} is installed at version "
-                              f"{match.version}, which does not satisfy it")
+            raise PluginError(
+                f"required plugin {text!r} ({match.distribution}) is broken: {match.error}"
+            )
+        if requirement.specifier and not requirement.specifier.contains(
+            match.version, prereleases=True
+        ):
+            raise PluginError(
+                f"required plugin {text!r} is installed at version "
+                f"{match.version}, which does not satisfy it"
+            )
 
 
 def call_each(
-    pm: PannierPluginManager, hook_name: str, kwargs: Mapping[str, Any] | None = None,
+    pm: PannierPluginManager,
+    hook_name: str,
+    kwargs: Mapping[str, Any] | None = None,
 ) -> Iterable[tuple[str, Any]]:
     """Call every implementation of a register hook; yield ``(plugin name, result)``."""
     hook = getattr(pm.hook, hook_name)
@@ -218,8 +247,7 @@ class Registry:
     connectors: dict[tuple[str, str], tuple[ConnectorType, str]] = field(default_factory=dict)
     datatypes: dict[str, tuple[DataTypeSpec, str]] = field(default_factory=dict)
     map_backends: dict[str, tuple[MapBackendSpec, str]] = field(default_factory=dict)
-    sequence_allocators: dict[str, tuple[SequenceAllocatorSpec, str]] = field(
-        default_factory=dict)
+    sequence_allocators: dict[str, tuple[SequenceAllocatorSpec, str]] = field(default_factory=dict)
     cluster_buses: dict[str, tuple[ClusterBusSpec, str]] = field(default_factory=dict)
     commands: dict[str, tuple[CliCommand, str]] = field(default_factory=dict)
     config_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -228,8 +256,7 @@ class Registry:
         entry = self.connectors.get((transport_name, mode))
         if entry is None:
             installed = sorted(name for name, m in self.connectors if m == mode)
-            raise PluginError(_unknown("connector", transport_name, installed,
-                                       f"{mode} connector"))
+            raise PluginError(_unknown("connector", transport_name, installed, f"{mode} connector"))
         return entry[0]
 
     def datatype(self, name: str) -> DataTypeSpec:
@@ -253,8 +280,7 @@ class Registry:
 
 
 def _unknown(kind: str, name: str, installed: list[str], label: str) -> str:
-    message = f"no {label} named {name!r} is installed; installed: " \
-              f"{', '.join(installed) or 'none'}"
+    message = f"no {label} named {name!r} is installed; installed: {', '.join(installed) or 'none'}"
     provider = KNOWN_PROVIDERS.get((kind, name))
     if provider:
         message += f". Install {provider} to get it"
@@ -267,14 +293,15 @@ def build_registry(pm: PannierPluginManager) -> Registry:
 
     def add(table: dict[Any, tuple[T, str]], key: Any, item: T, plugin: str, what: str) -> None:
         if key in table:
-            raise PluginError(f"{what} {key!r} is provided by both {table[key][1]!r} and "
-                              f"{plugin!r}; uninstall or disable one of them")
+            raise PluginError(
+                f"{what} {key!r} is provided by both {table[key][1]!r} and "
+                f"{plugin!r}; uninstall or disable one of them"
+            )
         table[key] = (item, plugin)
 
     for plugin, items in call_each(pm, "pannier_register_connectors"):
         for item in items or ():
-            add(registry.connectors, (item.transport_name, item.mode), item, plugin,
-                "connector")
+            add(registry.connectors, (item.transport_name, item.mode), item, plugin, "connector")
     for plugin, items in call_each(pm, "pannier_register_datatypes"):
         for item in items or ():
             add(registry.datatypes, item.name, item, plugin, "data type")
@@ -290,8 +317,12 @@ def build_registry(pm: PannierPluginManager) -> Registry:
     for plugin, items in call_each(pm, "pannier_register_commands"):
         for item in items or ():
             if item.name in registry.commands:
-                log.warning("command %r from plugin %r is skipped: plugin %r has it already",
-                            item.name, plugin, registry.commands[item.name][1])
+                log.warning(
+                    "command %r from plugin %r is skipped: plugin %r has it already",
+                    item.name,
+                    plugin,
+                    registry.commands[item.name][1],
+                )
                 continue
             registry.commands[item.name] = (item, plugin)
     owners: dict[str, tuple[dict[str, Any], str]] = {}
@@ -306,8 +337,7 @@ def describe_contributions(pm: PannierPluginManager, infos: list[PluginInfo]) ->
     """Fill ``PluginInfo.contributes`` for ``pannier plugins``."""
     by_name = {info.name: info for info in infos}
     labels: list[tuple[str, str, Callable[[Any], str]]] = [
-        ("pannier_register_connectors", "connectors",
-         lambda c: f"{c.transport_name} ({c.mode})"),
+        ("pannier_register_connectors", "connectors", lambda c: f"{c.transport_name} ({c.mode})"),
         ("pannier_register_datatypes", "data types", lambda d: d.name),
         ("pannier_register_map_backends", "map backends", lambda m: m.name),
         ("pannier_register_sequence_allocators", "sequence allocators", lambda s: s.name),
@@ -318,8 +348,7 @@ def describe_contributions(pm: PannierPluginManager, infos: list[PluginInfo]) ->
         for plugin, items in call_each(pm, hook_name):
             if plugin in by_name and items:
                 by_name[plugin].contributes.setdefault(label, []).extend(show(i) for i in items)
-    others = {"pannier_register_routes": "API routes",
-              "pannier_register_services": "services"}
+    others = {"pannier_register_routes": "API routes", "pannier_register_services": "services"}
     for plugin in pm.get_plugins():
         name = pm.get_name(plugin)
         if name not in by_name:
@@ -327,8 +356,12 @@ def describe_contributions(pm: PannierPluginManager, infos: list[PluginInfo]) ->
         for hook_name in dir(plugin):
             if hook_name in others:
                 by_name[name].contributes.setdefault(others[hook_name], []).append("yes")
-            elif (hook_name.startswith(HOOK_PREFIX) and not hook_name.startswith(
-                    "pannier_register_") and hook_name != "pannier_config_defaults"
-                  and inspect.isfunction(getattr(plugin, hook_name))):
+            elif (
+                hook_name.startswith(HOOK_PREFIX)
+                and not hook_name.startswith("pannier_register_")
+                and hook_name != "pannier_config_defaults"
+                and inspect.isfunction(getattr(plugin, hook_name))
+            ):
                 by_name[name].contributes.setdefault("observes", []).append(
-                    hook_name.removeprefix(HOOK_PREFIX))
+                    hook_name.removeprefix(HOOK_PREFIX)
+                )

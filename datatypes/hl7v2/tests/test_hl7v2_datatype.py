@@ -387,6 +387,9 @@ def test_hl7v2_passes_the_data_type_conformance_kit() -> None:
 
     (spec,) = pannier_register_datatypes()
     good = [sample("adt_a01.hl7"), sample("oru_r01.hl7"), sample("batch.hl7")]
-    bad = [sample("bad_no_msh.hl7"), sample("bad_truncated_msh.hl7"),
-           sample("bad_binary.hl7", errors="surrogateescape")]
+    bad = [
+        sample("bad_no_msh.hl7"),
+        sample("bad_truncated_msh.hl7"),
+        sample("bad_binary.hl7", errors="surrogateescape"),
+    ]
     check_datatype(spec, good, bad)

@@ -50,28 +50,39 @@ class FileWriter(DestinationConnector):
         directory = self.base / str(properties["directory"])
         name = str(properties["outputPattern"])
         if not name or Path(name).name != name:
-            return Response(Status.ERROR, error=f"File Writer: output file name {name!r} must "
-                            f"be a plain file name (no directories)")
+            return Response(
+                Status.ERROR,
+                error=f"File Writer: output file name {name!r} must "
+                f"be a plain file name (no directories)",
+            )
         path = directory / name
         template = str(properties["template"])
         content = template if template else request.encoded
-        data = content.encode(_encoding(str(properties["charsetEncoding"]))) \
-            if isinstance(content, str) else content
+        data = (
+            content.encode(_encoding(str(properties["charsetEncoding"])))
+            if isinstance(content, str)
+            else content
+        )
         self.setup.report_state("sending", {"file": str(path)})
         try:
             await trio.to_thread.run_sync(
-                _write, path, data, bool(properties["outputAppend"]),
-                bool(properties["errorOnExists"]), bool(properties["temporary"]))
+                _write,
+                path,
+                data,
+                bool(properties["outputAppend"]),
+                bool(properties["errorOnExists"]),
+                bool(properties["temporary"]),
+            )
         except OSError as exc:
-            return Response(Status.ERROR, error=f"File Writer: cannot write {path}: "
-                            f"{exc.strerror or exc}")
+            return Response(
+                Status.ERROR, error=f"File Writer: cannot write {path}: {exc.strerror or exc}"
+            )
         finally:
             self.setup.report_state("idle", {})
         return Response(Status.SENT, status_message=f"File successfully written: {path}")
 
 
-def _write(path: Path, data: bytes, append: bool, error_on_exists: bool,
-           temporary: bool) -> None:
+def _write(path: Path, data: bytes, append: bool, error_on_exists: bool, temporary: bool) -> None:
     if error_on_exists and not append and path.exists():
         raise FileExistsError(17, "file already exists", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,9 +43,7 @@ def get_int(
     return to_int(props.get(key, default), key, minimum=minimum, maximum=maximum)
 
 
-def to_int(
-    value: Any, key: str, *, minimum: int | None = None, maximum: int | None = None
-) -> int:
+def to_int(value: Any, key: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as an int (Mirth stores numbers as strings); ``PropertyError`` otherwise."""
     if isinstance(value, bool):
         raise PropertyError(f"property {key!r}: {value!r} is not a whole number")

@@ -73,8 +73,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=(
-            "wait at most this long to connect and for each response "
-            f"(default {DEFAULT_TIMEOUT:g})"
+            f"wait at most this long to connect and for each response (default {DEFAULT_TIMEOUT:g})"
         ),
     )
     parser.add_argument(
@@ -131,9 +130,7 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     if failure is not None:
         print(f"pannier send: {failure}", file=err)
-        print(
-            f"pannier send: {len(responses)} of {len(files)} response(s) received", file=err
-        )
+        print(f"pannier send: {len(responses)} of {len(files)} response(s) received", file=err)
         return 1
     return 0
 

@@ -69,8 +69,7 @@ async def send_mllp(
                     data = await stream.receive_some()
                     if not data:
                         raise MLLPClientError(
-                            f"{where} closed the connection before responding to message "
-                            f"{number}",
+                            f"{where} closed the connection before responding to message {number}",
                             responses,
                         )
                     pending.extend(decoder.feed(data))

@@ -326,9 +326,7 @@ class TcpListener(SourceConnector):
         try:
             data = self.framing.encode(self._encode_response(response.message, label))
         except FrameEncodeError as exc:
-            LOG.error(
-                "response to message %s from %s not sent: %s", result.message_id, label, exc
-            )
+            LOG.error("response to message %s from %s not sent: %s", result.message_id, label, exc)
             return False
         # The message is stored by now, so the response is written even if the channel stop
         # cancels us meanwhile (shielded), but never for longer than the write limit.
@@ -372,8 +370,7 @@ def _check_unsupported(props: Mapping[str, Any]) -> None:
     """Refuse Mirth settings this connector does not implement rather than ignore them."""
     if not get_bool(props, "serverMode", True):
         raise PropertyError(
-            "TCP Listener: client mode (serverMode=false) is not supported yet; "
-            "only server mode is"
+            "TCP Listener: client mode (serverMode=false) is not supported yet; only server mode is"
         )
     if get_int(props, "respondOnNewConnection", 0) != 0:
         raise PropertyError(

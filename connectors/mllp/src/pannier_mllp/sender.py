@@ -123,8 +123,7 @@ class TcpSender(DestinationConnector):
             self.local_address = get_str(props, "localAddress", "0.0.0.0").strip() or None
             if get_int(props, "localPort", 0) != 0:
                 raise PropertyError(
-                    "TCP Sender: binding a fixed local port (localPort) is not supported yet; "
-                    "use 0"
+                    "TCP Sender: binding a fixed local port (localPort) is not supported yet; use 0"
                 )
         if get_bool(props, "useMLLPv2", False):
             raise PropertyError("TCP Sender: MLLPv2 (useMLLPv2=true) is not supported yet")
@@ -249,8 +248,7 @@ class TcpSender(DestinationConnector):
                 raise _Failure(
                     Status.QUEUED,
                     f"Error sending message to {where}",
-                    f"TCP Sender: the connection to {where} broke while sending: "
-                    f"{error_text(exc)}",
+                    f"TCP Sender: the connection to {where} broke while sending: {error_text(exc)}",
                 ) from None
         if scope.cancelled_caught:
             raise _Failure(
@@ -271,8 +269,7 @@ class TcpSender(DestinationConnector):
                     raise _Failure(
                         Status.QUEUED,
                         "Error receiving response",
-                        f"TCP Sender: error receiving the response from {where}: "
-                        f"{error_text(exc)}",
+                        f"TCP Sender: error receiving the response from {where}: {error_text(exc)}",
                     ) from None
                 if not data:
                     if decoder.in_frame:

@@ -29,8 +29,11 @@ log = logging.getLogger("pannier.cli")
 
 def _add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", "-c", metavar="FILE",
-        help="configuration file (default: $PANNIER_CONFIG, else ./pannier.toml if present)")
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="configuration file (default: $PANNIER_CONFIG, else ./pannier.toml if present)",
+    )
 
 
 def config_path(args: argparse.Namespace) -> str | None:
@@ -47,8 +50,9 @@ def fail(message: str) -> int:
 
 
 def _configure_logging(config: Config) -> None:
-    logging.basicConfig(level=config["logging.level"],
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config["logging.level"], format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
 
 
 # --- run -----------------------------------------------------------------------------------------
@@ -130,26 +134,41 @@ def _config(args: argparse.Namespace) -> int:
     if args.show:
         print(json.dumps(config.redacted(), indent=2, default=str))
     source = config.path or "defaults and environment"
-    print(f"configuration OK ({source}): {len(channels)} channel(s), database "
-          f"{config.redacted()['database']['url']}, server id {engine.server_id}")
+    print(
+        f"configuration OK ({source}): {len(channels)} channel(s), database "
+        f"{config.redacted()['database']['url']}, server id {engine.server_id}"
+    )
     return 0
 
 
 def _configure_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["check"], help="check: validate the configuration, "
-                        "plugins and channel files without starting anything")
-    parser.add_argument("--show", action="store_true",
-                        help="also print the effective configuration (secrets hidden)")
+    parser.add_argument(
+        "action",
+        choices=["check"],
+        help="check: validate the configuration, "
+        "plugins and channel files without starting anything",
+    )
+    parser.add_argument(
+        "--show",
+        action="store_true",
+        help="also print the effective configuration (secrets hidden)",
+    )
     _add_config_argument(parser)
 
 
 def core_commands() -> list[CliCommand]:
     return [
-        CliCommand("run", "start the engine and deploy the configured channels",
-                   _add_config_argument, _run),
-        CliCommand("plugins", "list installed plugins and what each contributes",
-                   _configure_plugins, _plugins),
-        CliCommand("config", "check the configuration (pannier config check)",
-                   _configure_config, _config),
+        CliCommand(
+            "run", "start the engine and deploy the configured channels", _add_config_argument, _run
+        ),
+        CliCommand(
+            "plugins",
+            "list installed plugins and what each contributes",
+            _configure_plugins,
+            _plugins,
+        ),
+        CliCommand(
+            "config", "check the configuration (pannier config check)", _configure_config, _config
+        ),
         convert_command(),
     ]

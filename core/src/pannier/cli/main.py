@@ -16,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     load_plugins(pm, quiet=True)
     registry = build_registry(pm)
     parser = argparse.ArgumentParser(
-        prog="pannier", description="Pannier healthcare integration engine")
+        prog="pannier", description="Pannier healthcare integration engine"
+    )
     parser.add_argument("--version", action="version", version=f"pannier {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in sorted(registry.commands):

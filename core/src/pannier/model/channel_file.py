@@ -107,9 +107,19 @@ def _elements(value: Any, where: str) -> list[Element]:
 
 
 _CONNECTOR_TABLE_KEYS = {
-    "metaDataId", "name", "transportName", "enabled", "waitForPrevious", "properties",
-    "inboundDataType", "outboundDataType", "inboundProperties", "outboundProperties",
-    "filter", "transformer", "responseTransformer",
+    "metaDataId",
+    "name",
+    "transportName",
+    "enabled",
+    "waitForPrevious",
+    "properties",
+    "inboundDataType",
+    "outboundDataType",
+    "inboundProperties",
+    "outboundProperties",
+    "filter",
+    "transformer",
+    "responseTransformer",
 }
 
 
@@ -132,8 +142,11 @@ def _connector(data: Any, where: str, mode: str, metadata_id: int) -> Connector:
     settings = _fill(settings_cls, {k: v for k, v in data.items() if k in settings_names}, where)
     connector = Connector(
         metaDataId=_check_scalar(f"{where}.metaDataId", data.get("metaDataId", metadata_id), int),
-        name=_check_scalar(f"{where}.name", data.get("name", "Source" if mode == "SOURCE"
-                                                      else f"Destination {metadata_id}"), str),
+        name=_check_scalar(
+            f"{where}.name",
+            data.get("name", "Source" if mode == "SOURCE" else f"Destination {metadata_id}"),
+            str,
+        ),
         transportName=_check_scalar(f"{where}.transportName", data["transportName"], str),
         mode=mode,  # type: ignore[arg-type]
         enabled=_check_scalar(f"{where}.enabled", data.get("enabled", True), bool),
@@ -145,7 +158,8 @@ def _connector(data: Any, where: str, mode: str, metadata_id: int) -> Connector:
         ).upper(),
         outboundDataType=_check_scalar(
             f"{where}.outboundDataType",
-            data.get("outboundDataType", data.get("inboundDataType", "HL7V2")), str,
+            data.get("outboundDataType", data.get("inboundDataType", "HL7V2")),
+            str,
         ).upper(),
     )
     for key in ("properties", "inboundProperties", "outboundProperties"):
@@ -161,10 +175,12 @@ def _connector(data: Any, where: str, mode: str, metadata_id: int) -> Connector:
         if key in data:
             section = data[key]
             if not isinstance(section, dict) or set(section) - {attribute}:
-                raise ChannelFormatError(
-                    f"{where}.{key}: expected a table with only {attribute!r}")
-            setattr(connector, key,
-                    cls(_elements(section.get(attribute, []), f"{where}.{key}.{attribute}")))
+                raise ChannelFormatError(f"{where}.{key}: expected a table with only {attribute!r}")
+            setattr(
+                connector,
+                key,
+                cls(_elements(section.get(attribute, []), f"{where}.{key}.{attribute}")),
+            )
     if mode == "SOURCE":
         connector.source = settings
     else:
@@ -175,8 +191,17 @@ def _connector(data: Any, where: str, mode: str, metadata_id: int) -> Connector:
 def channel_from_dict(data: dict[str, Any], where: str = "channel") -> Channel:
     """Build a :class:`Channel` from the parsed contents of a channel file."""
     allowed = {
-        "id", "name", "description", "revision", "nextMetaDataId", "source", "destinations",
-        "preprocessingScript", "postprocessingScript", "deployScript", "undeployScript",
+        "id",
+        "name",
+        "description",
+        "revision",
+        "nextMetaDataId",
+        "source",
+        "destinations",
+        "preprocessingScript",
+        "postprocessingScript",
+        "deployScript",
+        "undeployScript",
         "properties",
     }
     unknown = set(data) - allowed
@@ -203,8 +228,12 @@ def channel_from_dict(data: dict[str, Any], where: str = "channel") -> Channel:
     properties_data = dict(data.get("properties", {}))
     columns = properties_data.pop("metaDataColumns", None)
     mode = properties_data.pop("messageStorageMode", "DEVELOPMENT")
-    properties = _fill(ChannelProperties, properties_data, f"{where}.properties",
-                       skip={"metaDataColumns", "messageStorageMode"})
+    properties = _fill(
+        ChannelProperties,
+        properties_data,
+        f"{where}.properties",
+        skip={"metaDataColumns", "messageStorageMode"},
+    )
     try:
         properties.messageStorageMode = StorageMode[str(mode).upper()]
     except KeyError:
@@ -245,7 +274,8 @@ def channel_from_dict(data: dict[str, Any], where: str = "channel") -> Channel:
             )
         if destination.name in names:
             raise ChannelFormatError(
-                f"{where}: destination name {destination.name!r} is used twice")
+                f"{where}: destination name {destination.name!r} is used twice"
+            )
         seen[destination.metaDataId] = destination.name
         names.add(destination.name)
 
@@ -254,14 +284,15 @@ def channel_from_dict(data: dict[str, Any], where: str = "channel") -> Channel:
         name=name,
         description=_check_scalar(f"{where}.description", data.get("description", ""), str),
         revision=_check_scalar(f"{where}.revision", data.get("revision", 1), int),
-        nextMetaDataId=_check_scalar(f"{where}.nextMetaDataId", data.get("nextMetaDataId", 0),
-                                     int),
+        nextMetaDataId=_check_scalar(f"{where}.nextMetaDataId", data.get("nextMetaDataId", 0), int),
         source=_connector(data["source"], f"{where}.source", "SOURCE", 0),
         destinations=destinations,
-        preprocessingScript=_script(data.get("preprocessingScript", ""),
-                                    f"{where}.preprocessingScript"),
-        postprocessingScript=_script(data.get("postprocessingScript", ""),
-                                     f"{where}.postprocessingScript"),
+        preprocessingScript=_script(
+            data.get("preprocessingScript", ""), f"{where}.preprocessingScript"
+        ),
+        postprocessingScript=_script(
+            data.get("postprocessingScript", ""), f"{where}.postprocessingScript"
+        ),
         deployScript=_script(data.get("deployScript", ""), f"{where}.deployScript"),
         undeployScript=_script(data.get("undeployScript", ""), f"{where}.undeployScript"),
         properties=properties,

@@ -116,10 +116,12 @@ class DeployedChannel:
         settings = channel.source.source
         self.response_variable = settings.responseVariable
         self._process_limit = trio.Semaphore(max(1, settings.processingThreads))
-        self._metadata_columns = [(c.name, c.mappingName)
-                                  for c in channel.properties.metaDataColumns]
-        channel_store.set_metadata_columns((c.name, c.type)
-                                           for c in channel.properties.metaDataColumns)
+        self._metadata_columns = [
+            (c.name, c.mappingName) for c in channel.properties.metaDataColumns
+        ]
+        channel_store.set_metadata_columns(
+            (c.name, c.type) for c in channel.properties.metaDataColumns
+        )
         self._stopping = False
         self._inflight = 0
         self._drained = trio.Event()
@@ -154,8 +156,11 @@ class DeployedChannel:
                     try:
                         await destination.connector.stop()
                     except Exception:
-                        log.exception("channel %s: stopping destination %r failed",
-                                      self.channel.name, destination.model.name)
+                        log.exception(
+                            "channel %s: stopping destination %r failed",
+                            self.channel.name,
+                            destination.model.name,
+                        )
 
     async def _run_source(self, *, task_status: trio.TaskStatus[Any]) -> None:
         with self._source_scope:
@@ -171,8 +176,11 @@ class DeployedChannel:
             await self._drained.wait()
         if scope.cancelled_caught:
             finished = False
-            log.warning("channel %s: %d message(s) still in flight at the drain deadline",
-                        self.channel.name, self._inflight)
+            log.warning(
+                "channel %s: %d message(s) still in flight at the drain deadline",
+                self.channel.name,
+                self._inflight,
+            )
         await trio.sleep(0)  # let connection tasks write the responses they just got
         self._source_scope.cancel()
         return finished
@@ -206,8 +214,10 @@ class DeployedChannel:
                 raw = content.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raw = content.decode("utf-8", "replace")
-                decode_error = str(raw_message.source_map.get("charsetError") or
-                                   f"message is not valid text: {exc}")
+                decode_error = str(
+                    raw_message.source_map.get("charsetError")
+                    or f"message is not valid text: {exc}"
+                )
         store = self.store.store
         received = store.now()
         storage = self.storage
@@ -219,21 +229,48 @@ class DeployedChannel:
         def build_received(message_id: int) -> None:
             if not storage.enabled:
                 return
-            first.add(INSERT_MESSAGE, self.store.insert_message, {
-                "ID": message_id, "SERVER_ID": self.server_id, "RECEIVED_DATE": received,
-                "PROCESSED": False, "ORIGINAL_ID": None, "IMPORT_ID": None,
-                "IMPORT_CHANNEL_ID": None})
-            first.add(INSERT_CONNECTOR, self.store.insert_connector, {
-                "ID": 0, "MESSAGE_ID": message_id, "SERVER_ID": self.server_id,
-                "RECEIVED_DATE": received, "STATUS": Status.RECEIVED.value,
-                "CONNECTOR_NAME": "Source", "SEND_ATTEMPTS": 0, "SEND_DATE": None,
-                "RESPONSE_DATE": None, "ERROR_CODE": 0, "CHAIN_ID": 0, "ORDER_ID": 0})
+            first.add(
+                INSERT_MESSAGE,
+                self.store.insert_message,
+                {
+                    "ID": message_id,
+                    "SERVER_ID": self.server_id,
+                    "RECEIVED_DATE": received,
+                    "PROCESSED": False,
+                    "ORIGINAL_ID": None,
+                    "IMPORT_ID": None,
+                    "IMPORT_CHANNEL_ID": None,
+                },
+            )
+            first.add(
+                INSERT_CONNECTOR,
+                self.store.insert_connector,
+                {
+                    "ID": 0,
+                    "MESSAGE_ID": message_id,
+                    "SERVER_ID": self.server_id,
+                    "RECEIVED_DATE": received,
+                    "STATUS": Status.RECEIVED.value,
+                    "CONNECTOR_NAME": "Source",
+                    "SEND_ATTEMPTS": 0,
+                    "SEND_DATE": None,
+                    "RESPONSE_DATE": None,
+                    "ERROR_CODE": 0,
+                    "CHAIN_ID": 0,
+                    "ORDER_ID": 0,
+                },
+            )
             if storage.store_raw:
-                self._add_content(first, message_id, 0, ContentType.RAW, raw,
-                                  self.datatype.name)
+                self._add_content(first, message_id, 0, ContentType.RAW, raw, self.datatype.name)
             if storage.store_maps and source_map:
-                self._add_content(first, message_id, 0, ContentType.SOURCE_MAP,
-                                  xstream.serialize_map(source_map), None)
+                self._add_content(
+                    first,
+                    message_id,
+                    0,
+                    ContentType.SOURCE_MAP,
+                    xstream.serialize_map(source_map),
+                    None,
+                )
 
         first.build = build_received
         await store.commit(first)
@@ -244,9 +281,12 @@ class DeployedChannel:
         response = await self.process_received(ctx, decode_error)
         return DispatchResult(message_id=message_id, response=response)
 
-    async def process_received(self, ctx: MessageContext, decode_error: str = "",
-                               existing: Mapping[int, Status] | None = None,
-                               ) -> Response | None:
+    async def process_received(
+        self,
+        ctx: MessageContext,
+        decode_error: str = "",
+        existing: Mapping[int, Status] | None = None,
+    ) -> Response | None:
         """Process a message whose "received" transaction is committed: source
         filter/transformer, destinations, response, and the "processed" transaction.
 
@@ -271,54 +311,86 @@ class DeployedChannel:
         except MessageParseError as exc:
             source_status, source_error = Status.ERROR, str(exc)
         except Exception as exc:  # a data type bug must not take the channel down
-            log.exception("channel %s: data type %s failed", self.channel.name,
-                          self.datatype.name)
+            log.exception("channel %s: data type %s failed", self.channel.name, self.datatype.name)
             source_status, source_error = Status.ERROR, f"{type(exc).__name__}: {exc}"
         ctx.stats.append((0, source_status, Status.RECEIVED))
         if storage.enabled:
             if source_status == Status.TRANSFORMED and storage.store_source_encoded:
-                self._add_content(second, message_id, 0, ContentType.ENCODED, raw,
-                                  self.datatype.name)
+                self._add_content(
+                    second, message_id, 0, ContentType.ENCODED, raw, self.datatype.name
+                )
             if source_error:
-                self._add_content(second, message_id, 0, ContentType.PROCESSING_ERROR,
-                                  source_error, None)
+                self._add_content(
+                    second, message_id, 0, ContentType.PROCESSING_ERROR, source_error, None
+                )
             if storage.store_maps and connector_map:
-                self._add_content(second, message_id, 0, ContentType.CONNECTOR_MAP,
-                                  xstream.serialize_map(connector_map), None)
+                self._add_content(
+                    second,
+                    message_id,
+                    0,
+                    ContentType.CONNECTOR_MAP,
+                    xstream.serialize_map(connector_map),
+                    None,
+                )
             if storage.store_custom_metadata:
-                self.store.add_custom_metadata(second, message_id, 0, {
-                    column: connector_map.get(mapping) for column, mapping in
-                    self._metadata_columns})
+                self.store.add_custom_metadata(
+                    second,
+                    message_id,
+                    0,
+                    {
+                        column: connector_map.get(mapping)
+                        for column, mapping in self._metadata_columns
+                    },
+                )
 
         if source_status == Status.TRANSFORMED and self.chains:
             async with trio.open_nursery() as nursery:
                 for chain in self.chains:
-                    nursery.start_soon(self._run_chain, chain, ctx, second, raw,
-                                       existing or {})
+                    nursery.start_soon(self._run_chain, chain, ctx, second, raw, existing or {})
 
         response = select_response(
-            self.response_variable, datatype=self.datatype, raw=raw,
-            source_status=source_status, source_error=source_error,
+            self.response_variable,
+            datatype=self.datatype,
+            raw=raw,
+            source_status=source_status,
+            source_error=source_error,
             destination_statuses=ctx.destination_statuses,
-            destination_count=len(self.destinations), response_map=ctx.response_map)
+            destination_count=len(self.destinations),
+            response_map=ctx.response_map,
+        )
 
         # Transaction 2: everything processing produced, the response, PROCESSED = TRUE.
         if storage.enabled:
             now = store.now()
             source_update: dict[str, Any] = {
-                "b_message_id": message_id, "b_metadata_id": 0, "STATUS": source_status.value,
-                "ERROR_CODE": ContentType.PROCESSING_ERROR.error_code if source_error else 0}
+                "b_message_id": message_id,
+                "b_metadata_id": 0,
+                "STATUS": source_status.value,
+                "ERROR_CODE": ContentType.PROCESSING_ERROR.error_code if source_error else 0,
+            }
             if response is not None:
                 source_update.update(SEND_ATTEMPTS=1, RESPONSE_DATE=now)
                 if storage.store_sent_response:
-                    self._add_content(second, message_id, 0, ContentType.RESPONSE,
-                                      xstream.serialize_response(response), None)
+                    self._add_content(
+                        second,
+                        message_id,
+                        0,
+                        ContentType.RESPONSE,
+                        xstream.serialize_response(response),
+                        None,
+                    )
             else:
                 source_update.update(SEND_ATTEMPTS=0, RESPONSE_DATE=None)
             second.add(UPDATE_CONNECTOR, self.store.update_connector, source_update)
             if storage.store_response_map and ctx.response_map:
-                self._add_content(second, message_id, 0, ContentType.RESPONSE_MAP,
-                                  xstream.serialize_map(ctx.response_map), None)
+                self._add_content(
+                    second,
+                    message_id,
+                    0,
+                    ContentType.RESPONSE_MAP,
+                    xstream.serialize_map(ctx.response_map),
+                    None,
+                )
             second.add(UPDATE_MESSAGE, self.store.mark_processed, {"b_message_id": message_id})
         await store.commit(second)
         for metadata_id, new, previous in ctx.stats:
@@ -326,8 +398,14 @@ class DeployedChannel:
         self.engine.notify_message_finished(self.id, message_id, source_status, ctx)
         return response
 
-    async def _run_chain(self, chain: list[DestinationRuntime], ctx: MessageContext,
-                         unit: Unit, raw: str, existing: Mapping[int, Status]) -> None:
+    async def _run_chain(
+        self,
+        chain: list[DestinationRuntime],
+        ctx: MessageContext,
+        unit: Unit,
+        raw: str,
+        existing: Mapping[int, Status],
+    ) -> None:
         for destination in chain:
             stored = existing.get(destination.model.metaDataId)
             if stored is not None and stored not in (Status.RECEIVED, Status.PENDING):
@@ -337,28 +415,42 @@ class DeployedChannel:
                 continue
             await self._run_destination(destination, ctx, unit, raw, stored is not None)
 
-    async def _run_destination(self, destination: DestinationRuntime, ctx: MessageContext,
-                               unit: Unit, raw: str, row_exists: bool = False) -> Status:
+    async def _run_destination(
+        self,
+        destination: DestinationRuntime,
+        ctx: MessageContext,
+        unit: Unit,
+        raw: str,
+        row_exists: bool = False,
+    ) -> Status:
         model = destination.model
         metadata_id = model.metaDataId
         storage = self.storage
         encoded = raw  # no destination transformer yet: the source's encoded message
         properties = self._render_properties(destination, ctx, encoded)
         send_date = self.store.store.now()
-        request = SendRequest(channel_id=self.id, message_id=ctx.message_id,
-                              metadata_id=metadata_id, encoded=encoded,
-                              properties=properties,
-                              maps={**ctx.source_map, **ctx.channel_map})
+        request = SendRequest(
+            channel_id=self.id,
+            message_id=ctx.message_id,
+            metadata_id=metadata_id,
+            encoded=encoded,
+            properties=properties,
+            maps={**ctx.source_map, **ctx.channel_map},
+        )
         try:
             response = await destination.connector.send(request)
         except Exception as exc:
-            log.warning("channel %s: destination %r failed to send message %d: %s",
-                        self.channel.name, model.name, ctx.message_id, exc)
+            log.warning(
+                "channel %s: destination %r failed to send message %d: %s",
+                self.channel.name,
+                model.name,
+                ctx.message_id,
+                exc,
+            )
             response = Response(Status.ERROR, error=f"{type(exc).__name__}: {exc}")
         status = _fix_status(response.status, model.queue.queueEnabled)
         if status != response.status:
-            response = Response(status, response.message, response.status_message,
-                                response.error)
+            response = Response(status, response.message, response.status_message, response.error)
         ctx.response_map[f"d{metadata_id}"] = response
         ctx.destination_statuses.append(status)
         if not row_exists:
@@ -370,44 +462,85 @@ class DeployedChannel:
         error = response.error if status == Status.ERROR else ""
         error_code = ContentType.PROCESSING_ERROR.error_code if error else 0
         if row_exists:
-            unit.add(UPDATE_CONNECTOR, self.store.update_connector, {
-                "b_message_id": message_id, "b_metadata_id": metadata_id,
-                "STATUS": status.value, "SEND_ATTEMPTS": 1, "SEND_DATE": send_date,
-                "RESPONSE_DATE": self.store.store.now(), "ERROR_CODE": error_code})
+            unit.add(
+                UPDATE_CONNECTOR,
+                self.store.update_connector,
+                {
+                    "b_message_id": message_id,
+                    "b_metadata_id": metadata_id,
+                    "STATUS": status.value,
+                    "SEND_ATTEMPTS": 1,
+                    "SEND_DATE": send_date,
+                    "RESPONSE_DATE": self.store.store.now(),
+                    "ERROR_CODE": error_code,
+                },
+            )
         else:
-            unit.add(INSERT_CONNECTOR, self.store.insert_connector, {
-                "ID": metadata_id, "MESSAGE_ID": message_id, "SERVER_ID": self.server_id,
-                "RECEIVED_DATE": ctx.received, "STATUS": status.value,
-                "CONNECTOR_NAME": model.name, "SEND_ATTEMPTS": 1, "SEND_DATE": send_date,
-                "RESPONSE_DATE": self.store.store.now(), "ERROR_CODE": error_code,
-                "CHAIN_ID": destination.chain_id, "ORDER_ID": destination.order_id})
+            unit.add(
+                INSERT_CONNECTOR,
+                self.store.insert_connector,
+                {
+                    "ID": metadata_id,
+                    "MESSAGE_ID": message_id,
+                    "SERVER_ID": self.server_id,
+                    "RECEIVED_DATE": ctx.received,
+                    "STATUS": status.value,
+                    "CONNECTOR_NAME": model.name,
+                    "SEND_ATTEMPTS": 1,
+                    "SEND_DATE": send_date,
+                    "RESPONSE_DATE": self.store.store.now(),
+                    "ERROR_CODE": error_code,
+                    "CHAIN_ID": destination.chain_id,
+                    "ORDER_ID": destination.order_id,
+                },
+            )
         if storage.store_destination_encoded:
-            self._add_content(unit, message_id, metadata_id, ContentType.ENCODED, encoded,
-                              model.outboundDataType)
+            self._add_content(
+                unit, message_id, metadata_id, ContentType.ENCODED, encoded, model.outboundDataType
+            )
         if storage.store_sent:
-            self._add_content(unit, message_id, metadata_id, ContentType.SENT,
-                              xstream.serialize_properties(
-                                  destination.type.mirth_properties_class, properties), None)
+            self._add_content(
+                unit,
+                message_id,
+                metadata_id,
+                ContentType.SENT,
+                xstream.serialize_properties(destination.type.mirth_properties_class, properties),
+                None,
+            )
         if storage.store_response:
-            self._add_content(unit, message_id, metadata_id, ContentType.RESPONSE,
-                              xstream.serialize_response(response), model.outboundDataType)
+            self._add_content(
+                unit,
+                message_id,
+                metadata_id,
+                ContentType.RESPONSE,
+                xstream.serialize_response(response),
+                model.outboundDataType,
+            )
         if error:
-            self._add_content(unit, message_id, metadata_id, ContentType.PROCESSING_ERROR,
-                              error, None)
+            self._add_content(
+                unit, message_id, metadata_id, ContentType.PROCESSING_ERROR, error, None
+            )
         return status
 
-    def _render_properties(self, destination: DestinationRuntime, ctx: MessageContext,
-                           encoded: str) -> Mapping[str, Any]:
+    def _render_properties(
+        self, destination: DestinationRuntime, ctx: MessageContext, encoded: str
+    ) -> Mapping[str, Any]:
         properties = destination.model.properties
         if not destination.templated:
             return properties
         variables: dict[str, Any] = {
-            **ctx.source_map, **ctx.channel_map,
-            "message.encodedData": encoded, "message.rawData": ctx.raw,
-            "message.messageId": ctx.message_id, "message.channelId": self.id,
+            **ctx.source_map,
+            **ctx.channel_map,
+            "message.encodedData": encoded,
+            "message.rawData": ctx.raw,
+            "message.messageId": ctx.message_id,
+            "message.channelId": self.id,
             "message.metaDataId": destination.model.metaDataId,
-            "channelId": self.id, "channelName": self.channel.name,
-            "messageId": ctx.message_id, "UUID": _LazyUUID(), "SYSTIME": _LazySystime(),
+            "channelId": self.id,
+            "channelName": self.channel.name,
+            "messageId": ctx.message_id,
+            "UUID": _LazyUUID(),
+            "SYSTIME": _LazySystime(),
         }
         rendered = dict(properties)
         for key in destination.templated:
@@ -416,12 +549,27 @@ class DeployedChannel:
                 rendered[key] = render_template(value, variables)
         return rendered
 
-    def _add_content(self, unit: Unit, message_id: int, metadata_id: int,
-                     content_type: ContentType, content: str, data_type: str | None) -> None:
-        unit.add(INSERT_CONTENT, self.store.insert_content, {
-            "METADATA_ID": metadata_id, "MESSAGE_ID": message_id,
-            "CONTENT_TYPE": int(content_type), "CONTENT": content, "IS_ENCRYPTED": False,
-            "DATA_TYPE": data_type})
+    def _add_content(
+        self,
+        unit: Unit,
+        message_id: int,
+        metadata_id: int,
+        content_type: ContentType,
+        content: str,
+        data_type: str | None,
+    ) -> None:
+        unit.add(
+            INSERT_CONTENT,
+            self.store.insert_content,
+            {
+                "METADATA_ID": metadata_id,
+                "MESSAGE_ID": message_id,
+                "CONTENT_TYPE": int(content_type),
+                "CONTENT": content,
+                "IS_ENCRYPTED": False,
+                "DATA_TYPE": data_type,
+            },
+        )
 
     # --- statistics -------------------------------------------------------------------------------
 
@@ -434,14 +582,14 @@ class DeployedChannel:
         deltas = self.statistics.drain()
         if not deltas or not self.storage.enabled:
             return
-        unit = Unit(custom=[lambda conn: self.store.flush_statistics(conn, self.server_id,
-                                                                      deltas)])
+        unit = Unit(custom=[lambda conn: self.store.flush_statistics(conn, self.server_id, deltas)])
         store = self.store.store
         try:
             await (store.commit_now(unit) if final else store.commit(unit))
         except Exception as exc:
-            log.warning("channel %s: statistics flush failed, will retry: %s",
-                        self.channel.name, exc)
+            log.warning(
+                "channel %s: statistics flush failed, will retry: %s", self.channel.name, exc
+            )
             self.statistics.restore(deltas)
 
 

@@ -37,8 +37,11 @@ async def recover(channel: DeployedChannel) -> int:
     from pannier.runtime.channel import MessageContext  # channel.py imports this module
 
     if not channel.storage.message_recovery:
-        log.info("channel %s: recovery skipped (storage mode %s keeps no recovery data)",
-                 channel.channel.name, channel.channel.properties.messageStorageMode.name)
+        log.info(
+            "channel %s: recovery skipped (storage mode %s keeps no recovery data)",
+            channel.channel.name,
+            channel.channel.properties.messageStorageMode.name,
+        )
         return 0
     store = channel.store.store
     tables = channel.store.tables
@@ -47,8 +50,9 @@ async def recover(channel: DeployedChannel) -> int:
 
     def highest_id() -> int | None:
         with store.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.max(message.c.ID))
-                                .where(message.c.SERVER_ID == server_id)).scalar()
+            return conn.execute(
+                sa.select(sa.func.max(message.c.ID)).where(message.c.SERVER_ID == server_id)
+            ).scalar()
 
     top = await store.run_sync(highest_id)
     if top is None:
@@ -61,20 +65,26 @@ async def recover(channel: DeployedChannel) -> int:
         for item in page:
             after = item["id"]
             if item["raw"] is None:
-                log.error("channel %s: message %d cannot be recovered: its raw content was "
-                          "not stored", channel.channel.name, item["id"])
+                log.error(
+                    "channel %s: message %d cannot be recovered: its raw content was not stored",
+                    channel.channel.name,
+                    item["id"],
+                )
                 continue
             ctx = MessageContext(item["id"], item["raw"], item["received"], item["source_map"])
             try:
                 await channel.process_received(ctx, existing=item["destinations"])
             except Exception as exc:  # one message must not stop the channel or the rest
-                log.error("channel %s: recovering message %d failed, it stays unfinished: %s",
-                          channel.channel.name, item["id"], exc)
+                log.error(
+                    "channel %s: recovering message %d failed, it stays unfinished: %s",
+                    channel.channel.name,
+                    item["id"],
+                    exc,
+                )
                 continue
             finished += 1
     if finished:
-        log.info("channel %s: recovered %d unfinished message(s)", channel.channel.name,
-                 finished)
+        log.info("channel %s: recovered %d unfinished message(s)", channel.channel.name, finished)
     return finished
 
 
@@ -85,25 +95,43 @@ def _unfinished_page(channel: DeployedChannel, after: int, top: int) -> list[dic
     with channel.store.store.engine.connect() as conn:
         heads = conn.execute(
             sa.select(m.c.ID, m.c.RECEIVED_DATE)
-            .where(m.c.SERVER_ID == server_id, m.c.PROCESSED == sa.false(), m.c.ID > after,
-                   m.c.ID <= top)
-            .order_by(m.c.ID).limit(PAGE)).all()
+            .where(
+                m.c.SERVER_ID == server_id,
+                m.c.PROCESSED == sa.false(),
+                m.c.ID > after,
+                m.c.ID <= top,
+            )
+            .order_by(m.c.ID)
+            .limit(PAGE)
+        ).all()
         if not heads:
             return []
         ids = [row.ID for row in heads]
-        items = {row.ID: {"id": row.ID, "received": row.RECEIVED_DATE, "raw": None,
-                          "source_map": {}, "destinations": {}} for row in heads}
+        items = {
+            row.ID: {
+                "id": row.ID,
+                "received": row.RECEIVED_DATE,
+                "raw": None,
+                "source_map": {},
+                "destinations": {},
+            }
+            for row in heads
+        }
         for row in conn.execute(
-                sa.select(mc.c.MESSAGE_ID, mc.c.CONTENT_TYPE, mc.c.CONTENT)
-                .where(mc.c.MESSAGE_ID.in_(ids), mc.c.METADATA_ID == 0,
-                       mc.c.CONTENT_TYPE.in_([int(ContentType.RAW),
-                                              int(ContentType.SOURCE_MAP)]))):
+            sa.select(mc.c.MESSAGE_ID, mc.c.CONTENT_TYPE, mc.c.CONTENT).where(
+                mc.c.MESSAGE_ID.in_(ids),
+                mc.c.METADATA_ID == 0,
+                mc.c.CONTENT_TYPE.in_([int(ContentType.RAW), int(ContentType.SOURCE_MAP)]),
+            )
+        ):
             if row.CONTENT_TYPE == ContentType.RAW:
                 items[row.MESSAGE_ID]["raw"] = row.CONTENT
             else:
                 items[row.MESSAGE_ID]["source_map"] = xstream.parse_map(row.CONTENT or "")
-        for row in conn.execute(sa.select(mm.c.MESSAGE_ID, mm.c.ID, mm.c.STATUS)
-                                .where(mm.c.MESSAGE_ID.in_(ids), mm.c.ID > 0,
-                                       mm.c.SERVER_ID == server_id)):
+        for row in conn.execute(
+            sa.select(mm.c.MESSAGE_ID, mm.c.ID, mm.c.STATUS).where(
+                mm.c.MESSAGE_ID.in_(ids), mm.c.ID > 0, mm.c.SERVER_ID == server_id
+            )
+        ):
             items[row.MESSAGE_ID]["destinations"][row.ID] = Status(row.STATUS.strip())
     return [items[i] for i in ids]

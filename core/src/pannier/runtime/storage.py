@@ -32,13 +32,26 @@ def storage_settings(mode: StorageMode) -> StorageSettings:
     """The storage settings Mirth derives from a channel's ``messageStorageMode`` (§3.1)."""
     settings = StorageSettings()
     if mode <= StorageMode.PRODUCTION:
-        settings = replace(settings, store_processed_raw=False, store_transformed=False,
-                           store_response_transformed=False, store_processed_response=False)
+        settings = replace(
+            settings,
+            store_processed_raw=False,
+            store_transformed=False,
+            store_response_transformed=False,
+            store_processed_response=False,
+        )
     if mode <= StorageMode.RAW:
-        settings = replace(settings, message_recovery=False, durable=False, store_maps=False,
-                           store_response_map=False, store_source_encoded=False,
-                           store_destination_encoded=False, store_sent=False,
-                           store_response=False, store_sent_response=False)
+        settings = replace(
+            settings,
+            message_recovery=False,
+            durable=False,
+            store_maps=False,
+            store_response_map=False,
+            store_source_encoded=False,
+            store_destination_encoded=False,
+            store_sent=False,
+            store_response=False,
+            store_sent_response=False,
+        )
     if mode <= StorageMode.METADATA:
         settings = replace(settings, store_raw=False, raw_durable=False)
     if mode <= StorageMode.DISABLED:

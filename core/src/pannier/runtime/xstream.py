@@ -27,8 +27,10 @@ def _value(value: Any, indent: str) -> str:
     if isinstance(value, bool):
         return f"{indent}<boolean>{str(value).lower()}</boolean>"
     if isinstance(value, int):
-        return f"{indent}<{'int' if -2**31 <= value < 2**31 else 'long'}>{value}</" \
-               f"{'int' if -2**31 <= value < 2**31 else 'long'}>"
+        return (
+            f"{indent}<{'int' if -(2**31) <= value < 2**31 else 'long'}>{value}</"
+            f"{'int' if -(2**31) <= value < 2**31 else 'long'}>"
+        )
     if isinstance(value, float):
         return f"{indent}<double>{value!r}</double>"
     return f"{indent}<string>{_text(str(value))}</string>"
@@ -49,8 +51,11 @@ def serialize_map(values: Mapping[str, Any]) -> str:
 def serialize_response(response: Response, indent: str = "") -> str:
     """A ``Response`` as XStream writes ``@XStreamAlias("response")``."""
     inner = indent + "  "
-    lines = [f"{indent}<response>", f"{inner}<status>{response.status.name}</status>",
-             f"{inner}<message>{_text(response.message)}</message>"]
+    lines = [
+        f"{indent}<response>",
+        f"{inner}<status>{response.status.name}</status>",
+        f"{inner}<message>{_text(response.message)}</message>",
+    ]
     if response.error:
         lines.append(f"{inner}<error>{_text(response.error)}</error>")
     if response.status_message:

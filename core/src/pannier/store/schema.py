@@ -69,8 +69,12 @@ DEFAULT_CONFIGURATION = [
 ]
 
 #: PostgreSQL sequences of ``postgres-database.sql`` (``CREATE SEQUENCE X START WITH 1``).
-CORE_SEQUENCES = ("EVENT_SEQUENCE", "PERSON_SEQUENCE", "CONFIGURATION_SEQUENCE",
-                  "DEBUG_USAGE_SEQUENCE")
+CORE_SEQUENCES = (
+    "EVENT_SEQUENCE",
+    "PERSON_SEQUENCE",
+    "CONFIGURATION_SEQUENCE",
+    "DEBUG_USAGE_SEQUENCE",
+)
 
 #: Name prefixes of the per-channel tables, in Mirth's creation order (``JdbcDao.createChannel``).
 CHANNEL_TABLE_PREFIXES = ("D_M", "D_MM", "D_MC", "D_MCM", "D_MA", "D_MS", "D_MSQ")
@@ -124,8 +128,10 @@ def create_table(conn: Connection, table: Table) -> None:
     (SQLAlchemy's own ``table.create`` takes indexes from a set; MySQL shows the order)."""
     conn.execute(CreateTable(table))
     order: list[str] = table.info.get("index_order", [])
-    for index in sorted(table.indexes, key=lambda i: order.index(str(i.name))
-                        if str(i.name) in order else len(order)):
+    for index in sorted(
+        table.indexes,
+        key=lambda i: order.index(str(i.name)) if str(i.name) in order else len(order),
+    ):
         conn.execute(CreateIndex(index))
 
 
@@ -137,8 +143,13 @@ def _sequence_id(sequence: str | None, dialect: str | None) -> Column[Any]:
     """An INTEGER primary key: AUTO_INCREMENT on MySQL, ``DEFAULT nextval('<sequence>')`` on
     PostgreSQL (Mirth's own sequences, not SERIAL), the rowid alias on SQLite."""
     if dialect == "postgresql" and sequence is not None:
-        return _col("ID", Integer, primary_key=True, autoincrement=False,
-                    server_default=text(f"nextval('{sequence}')"))
+        return _col(
+            "ID",
+            Integer,
+            primary_key=True,
+            autoincrement=False,
+            server_default=text(f"nextval('{sequence}')"),
+        )
     return _col("ID", Integer, primary_key=True, autoincrement=True)
 
 
@@ -156,7 +167,8 @@ def core_tables(metadata: MetaData, dialect: str | None = None) -> None:
     pg = dialect == "postgresql"
     _table("SCHEMA_INFO", metadata, _col("VERSION", String(40)))
     _table(
-        "EVENT", metadata,
+        "EVENT",
+        metadata,
         _sequence_id("EVENT_SEQUENCE", dialect),
         _nullable_ts("DATE_CREATED"),
         _col("NAME", long_text(), nullable=False),
@@ -168,21 +180,24 @@ def core_tables(metadata: MetaData, dialect: str | None = None) -> None:
         _col("SERVER_ID", String(36)),
     )
     _table(
-        "CHANNEL", metadata,
+        "CHANNEL",
+        metadata,
         _col("ID", CHAR(36), primary_key=True),
         _col("NAME", String(40), nullable=False),
         _col("REVISION", Integer),
         _col("CHANNEL", long_text()),
     )
     _table(
-        "SCRIPT", metadata,
+        "SCRIPT",
+        metadata,
         _col("GROUP_ID", String(40), nullable=False),
         _col("ID", String(40), nullable=False),
         _col("SCRIPT", long_text()),
         PrimaryKeyConstraint("GROUP_ID", "ID"),
     )
     _table(
-        "PERSON", metadata,
+        "PERSON",
+        metadata,
         _sequence_id("PERSON_SEQUENCE", dialect),
         _col("USERNAME", String(40), nullable=False),
         _col("FIRSTNAME", String(40)),
@@ -196,8 +211,7 @@ def core_tables(metadata: MetaData, dialect: str | None = None) -> None:
         _nullable_ts("GRACE_PERIOD_START"),
         _col("STRIKE_COUNT", Integer),
         _nullable_ts("LAST_STRIKE_TIME"),
-        _col("LOGGED_IN", Boolean().with_variant(mysql.BIT(), "mysql", "mariadb"),
-             nullable=False),
+        _col("LOGGED_IN", Boolean().with_variant(mysql.BIT(), "mysql", "mariadb"), nullable=False),
         _col("ROLE", String(40)),
         _col("COUNTRY", String(40)),
         _col("STATETERRITORY", String(40)),
@@ -206,72 +220,97 @@ def core_tables(metadata: MetaData, dialect: str | None = None) -> None:
     # PostgreSQL: Mirth declares these foreign keys inline ("REFERENCES PERSON(ID)"), so the
     # database names them (person_preference_person_id_fkey); MySQL's DDL names them.
     _table(
-        "PERSON_PREFERENCE", metadata,
+        "PERSON_PREFERENCE",
+        metadata,
         _col("PERSON_ID", Integer, nullable=False),
         _col("NAME", String(255), nullable=False),
         _col("VALUE", long_text()),
-        ForeignKeyConstraint(["PERSON_ID"], ["PERSON.ID"], ondelete="CASCADE",
-                             name=None if pg else ident("PERSON_ID_PERSON_PREF_FK")),
+        ForeignKeyConstraint(
+            ["PERSON_ID"],
+            ["PERSON.ID"],
+            ondelete="CASCADE",
+            name=None if pg else ident("PERSON_ID_PERSON_PREF_FK"),
+        ),
         _index("PERSON_PREFERENCE_INDEX1", "PERSON_ID"),
     )
     _table(
-        "PERSON_PASSWORD", metadata,
+        "PERSON_PASSWORD",
+        metadata,
         _col("PERSON_ID", Integer, nullable=False),
         _col("PASSWORD", String(255), nullable=False),
         _nullable_ts("PASSWORD_DATE"),
-        ForeignKeyConstraint(["PERSON_ID"], ["PERSON.ID"], ondelete="CASCADE",
-                             name=None if pg else ident("PERSON_ID_PP_FK")),
+        ForeignKeyConstraint(
+            ["PERSON_ID"],
+            ["PERSON.ID"],
+            ondelete="CASCADE",
+            name=None if pg else ident("PERSON_ID_PP_FK"),
+        ),
     )
     _table(
-        "ALERT", metadata,
+        "ALERT",
+        metadata,
         # VARCHAR(36) in mysql-database.sql, CHAR(36) in postgres-database.sql (§1.4).
         _col("ID", String(36).with_variant(CHAR(36), "postgresql"), primary_key=True),
         _col("NAME", String(255), nullable=False, unique=True),
         _col("ALERT", long_text(), nullable=False),
     )
     _table(
-        "CODE_TEMPLATE_LIBRARY", metadata,
+        "CODE_TEMPLATE_LIBRARY",
+        metadata,
         _col("ID", String(255), primary_key=True),
         _col("NAME", String(255), nullable=False, unique=True),
         _col("REVISION", Integer),
         _col("LIBRARY", long_text()),
     )
     _table(
-        "CODE_TEMPLATE", metadata,
+        "CODE_TEMPLATE",
+        metadata,
         _col("ID", String(255), primary_key=True),
         _col("NAME", String(255), nullable=False),
         _col("REVISION", Integer),
         _col("CODE_TEMPLATE", long_text()),
     )
     _table(
-        "CONFIGURATION", metadata,
+        "CONFIGURATION",
+        metadata,
         _col("CATEGORY", String(255), nullable=False),
         _col("NAME", String(255), nullable=False),
         _col("VALUE", long_text()),
         PrimaryKeyConstraint("CATEGORY", "NAME"),
     )
     _table(
-        "CHANNEL_GROUP", metadata,
+        "CHANNEL_GROUP",
+        metadata,
         _col("ID", String(255), primary_key=True),
         _col("NAME", String(255), nullable=False, unique=True),
         _col("REVISION", Integer),
         _col("CHANNEL_GROUP", long_text()),
     )
     _table(
-        "DEBUGGER_USAGE", metadata,
+        "DEBUGGER_USAGE",
+        metadata,
         _sequence_id("DEBUG_USAGE_SEQUENCE", dialect),
         _col("SERVER_ID", String(50), nullable=False),
-        *(_col(name, Integer) for name in (
-            "DUPP_COUNT", "ATTACH_BATCH_COUNT", "SOURCE_CONNECTOR_COUNT",
-            "SOURCE_FILTER_TRANS_COUNT", "DESTINATION_FILTER_TRANS_COUNT",
-            "DESTINATION_CONNECTOR_COUNT", "RESPONSE_COUNT", "INVOCATION_COUNT")),
+        *(
+            _col(name, Integer)
+            for name in (
+                "DUPP_COUNT",
+                "ATTACH_BATCH_COUNT",
+                "SOURCE_CONNECTOR_COUNT",
+                "SOURCE_FILTER_TRANS_COUNT",
+                "DESTINATION_FILTER_TRANS_COUNT",
+                "DESTINATION_CONNECTOR_COUNT",
+                "RESPONSE_COUNT",
+                "INVOCATION_COUNT",
+            )
+        ),
         innodb=False,
     )
-    _table("STARTUP_LOCK", metadata,
-           _col("ID", Integer, primary_key=True, autoincrement=False))
+    _table("STARTUP_LOCK", metadata, _col("ID", Integer, primary_key=True, autoincrement=False))
     # Created by Donkey (JdbcDao, createChannelsTable), not by <db>-database.sql.
     _table(
-        "D_CHANNELS", metadata,
+        "D_CHANNELS",
+        metadata,
         _col("LOCAL_CHANNEL_ID", BigInteger, nullable=False, autoincrement=False),
         _col("CHANNEL_ID", String(36), nullable=False),
         PrimaryKeyConstraint("LOCAL_CHANNEL_ID", name=ident("D_CHANNELS_PKEY")),
@@ -281,20 +320,43 @@ def core_tables(metadata: MetaData, dialect: str | None = None) -> None:
 
 #: Core tables a takeover expects in a Mirth 4.5/4.6 database. STARTUP_LOCK is not among
 #: them: it comes from a separate script and is missing from a real 4.5.2 PostgreSQL dump.
-EXPECTED_CORE_TABLES = ("SCHEMA_INFO", "EVENT", "CHANNEL", "SCRIPT", "PERSON",
-                        "PERSON_PREFERENCE", "PERSON_PASSWORD", "ALERT",
-                        "CODE_TEMPLATE_LIBRARY", "CODE_TEMPLATE", "CONFIGURATION",
-                        "CHANNEL_GROUP", "DEBUGGER_USAGE")
+EXPECTED_CORE_TABLES = (
+    "SCHEMA_INFO",
+    "EVENT",
+    "CHANNEL",
+    "SCRIPT",
+    "PERSON",
+    "PERSON_PREFERENCE",
+    "PERSON_PASSWORD",
+    "ALERT",
+    "CODE_TEMPLATE_LIBRARY",
+    "CODE_TEMPLATE",
+    "CONFIGURATION",
+    "CHANNEL_GROUP",
+    "DEBUGGER_USAGE",
+)
 
 
 _METADATA_TYPES = {
     # Mirth's custom metadata column DDL per database (mysql.xml / postgres.xml).
-    "mysql": {"STRING": "VARCHAR(255)", "NUMBER": "DECIMAL(31, 15)", "BOOLEAN": "BIT",
-              "TIMESTAMP": "DATETIME NULL DEFAULT NULL"},
-    "postgresql": {"STRING": "CHARACTER VARYING(255)", "NUMBER": "NUMERIC(31, 15)",
-                   "BOOLEAN": "BOOLEAN", "TIMESTAMP": "TIMESTAMP WITHOUT TIME ZONE"},
-    "sqlite": {"STRING": "VARCHAR(255)", "NUMBER": "NUMERIC(31, 15)", "BOOLEAN": "BOOLEAN",
-               "TIMESTAMP": "TIMESTAMP"},
+    "mysql": {
+        "STRING": "VARCHAR(255)",
+        "NUMBER": "DECIMAL(31, 15)",
+        "BOOLEAN": "BIT",
+        "TIMESTAMP": "DATETIME NULL DEFAULT NULL",
+    },
+    "postgresql": {
+        "STRING": "CHARACTER VARYING(255)",
+        "NUMBER": "NUMERIC(31, 15)",
+        "BOOLEAN": "BOOLEAN",
+        "TIMESTAMP": "TIMESTAMP WITHOUT TIME ZONE",
+    },
+    "sqlite": {
+        "STRING": "VARCHAR(255)",
+        "NUMBER": "NUMERIC(31, 15)",
+        "BOOLEAN": "BOOLEAN",
+        "TIMESTAMP": "TIMESTAMP",
+    },
 }
 
 
@@ -307,8 +369,14 @@ def metadata_column_type(dialect: str, kind: str) -> str:
 def message_sequence(local_channel_id: int) -> Sequence:
     """Mirth's PostgreSQL ``D_MSQn``: ``CREATE SEQUENCE D_MSQn INCREMENT 1 MINVALUE 1
     MAXVALUE 9223372036854775807 START 1 CACHE 1`` (postgres.xml, createMessageSequence)."""
-    return Sequence(ident(f"D_MSQ{local_channel_id}"), start=1, increment=1, minvalue=1,
-                    maxvalue=9223372036854775807, cache=1)
+    return Sequence(
+        ident(f"D_MSQ{local_channel_id}"),
+        start=1,
+        increment=1,
+        minvalue=1,
+        maxvalue=9223372036854775807,
+        cache=1,
+    )
 
 
 class ChannelTables:
@@ -326,7 +394,8 @@ class ChannelTables:
         self.metadata = MetaData()
         md = self.metadata
         self.message = _table(
-            f"D_M{n}", md,
+            f"D_M{n}",
+            md,
             _col("ID", BigInteger, nullable=False, autoincrement=False),
             _col("SERVER_ID", String(36), nullable=False),
             _nullable_ts("RECEIVED_DATE"),
@@ -338,7 +407,8 @@ class ChannelTables:
             _index(f"D_M{n}_INDEX1", "ID", "SERVER_ID"),
         )
         self.connector_message = _table(
-            f"D_MM{n}", md,
+            f"D_MM{n}",
+            md,
             _col("ID", Integer, nullable=False, autoincrement=False),
             _col("MESSAGE_ID", BigInteger, nullable=False),
             _col("SERVER_ID", String(36), nullable=False),
@@ -352,38 +422,49 @@ class ChannelTables:
             _col("CHAIN_ID", Integer, nullable=False),
             _col("ORDER_ID", Integer, nullable=False),
             PrimaryKeyConstraint("MESSAGE_ID", "ID", name=ident(f"D_MM{n}_PKEY")),
-            ForeignKeyConstraint(["MESSAGE_ID"], [f"D_M{n}.ID"], ondelete="CASCADE",
-                                 name=ident(f"D_MM{n}_FKEY")),
+            ForeignKeyConstraint(
+                ["MESSAGE_ID"], [f"D_M{n}.ID"], ondelete="CASCADE", name=ident(f"D_MM{n}_FKEY")
+            ),
             _index(f"D_MM{n}_INDEX1", "MESSAGE_ID", "ID", "STATUS"),
             _index(f"D_MM{n}_INDEX2", "MESSAGE_ID", "SERVER_ID", "ID"),
             _index(f"D_MM{n}_INDEX3", "ID", "STATUS", "SERVER_ID"),
             _index(f"D_MM{n}_FKI", "MESSAGE_ID"),
         )
         self.content = _table(
-            f"D_MC{n}", md,
+            f"D_MC{n}",
+            md,
             _col("METADATA_ID", Integer, nullable=False, autoincrement=False),
             _col("MESSAGE_ID", BigInteger, nullable=False),
             _col("CONTENT_TYPE", Integer, nullable=False),
             _col("CONTENT", long_text()),
             _col("IS_ENCRYPTED", Boolean, nullable=False),
             _col("DATA_TYPE", String(255)),
-            PrimaryKeyConstraint("MESSAGE_ID", "METADATA_ID", "CONTENT_TYPE",
-                                 name=ident(f"D_MC{n}_PKEY")),
-            ForeignKeyConstraint(["MESSAGE_ID", "METADATA_ID"],
-                                 [f"D_MM{n}.MESSAGE_ID", f"D_MM{n}.ID"], ondelete="CASCADE",
-                                 name=ident(f"D_MC{n}_FKEY")),
+            PrimaryKeyConstraint(
+                "MESSAGE_ID", "METADATA_ID", "CONTENT_TYPE", name=ident(f"D_MC{n}_PKEY")
+            ),
+            ForeignKeyConstraint(
+                ["MESSAGE_ID", "METADATA_ID"],
+                [f"D_MM{n}.MESSAGE_ID", f"D_MM{n}.ID"],
+                ondelete="CASCADE",
+                name=ident(f"D_MC{n}_FKEY"),
+            ),
             _index(f"D_MC{n}_FKI", "MESSAGE_ID", "METADATA_ID"),
         )
         self.custom_metadata = _table(
-            f"D_MCM{n}", md,
+            f"D_MCM{n}",
+            md,
             *self._custom_metadata_keys(),
             PrimaryKeyConstraint("MESSAGE_ID", "METADATA_ID", name=ident(f"D_MCM{n}_PKEY")),
-            ForeignKeyConstraint(["MESSAGE_ID", "METADATA_ID"],
-                                 [f"D_MM{n}.MESSAGE_ID", f"D_MM{n}.ID"], ondelete="CASCADE",
-                                 name=ident(f"D_MCM{n}_FKEY")),
+            ForeignKeyConstraint(
+                ["MESSAGE_ID", "METADATA_ID"],
+                [f"D_MM{n}.MESSAGE_ID", f"D_MM{n}.ID"],
+                ondelete="CASCADE",
+                name=ident(f"D_MCM{n}_FKEY"),
+            ),
         )
         self.attachment = _table(
-            f"D_MA{n}", md,
+            f"D_MA{n}",
+            md,
             _col("ID", String(255), nullable=False),
             _col("MESSAGE_ID", BigInteger, nullable=False),
             _col("TYPE", String(40)),
@@ -391,35 +472,57 @@ class ChannelTables:
             _col("ATTACHMENT_SIZE", Integer, nullable=False),
             _col("CONTENT", LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")),
             _col("ENCRYPTION_HEADER", long_text()),
-            ForeignKeyConstraint(["MESSAGE_ID"], [f"D_M{n}.ID"], ondelete="CASCADE",
-                                 name=ident(f"D_MA{n}_FKEY")),
+            ForeignKeyConstraint(
+                ["MESSAGE_ID"], [f"D_M{n}.ID"], ondelete="CASCADE", name=ident(f"D_MA{n}_FKEY")
+            ),
             _index(f"D_MA{n}_INDEX1", "ID"),
             _index(f"D_MA{n}_FKI", "MESSAGE_ID"),
         )
         self.statistics = _table(
-            f"D_MS{n}", md,
+            f"D_MS{n}",
+            md,
             _col("METADATA_ID", Integer, nullable=True, autoincrement=False),
             _col("SERVER_ID", String(36), nullable=False),
-            *(_col(name, BigInteger, nullable=False, server_default=text("0"))
-              for name in ("RECEIVED", "RECEIVED_LIFETIME", "FILTERED", "FILTERED_LIFETIME",
-                           "SENT", "SENT_LIFETIME", "ERROR", "ERROR_LIFETIME")),
+            *(
+                _col(name, BigInteger, nullable=False, server_default=text("0"))
+                for name in (
+                    "RECEIVED",
+                    "RECEIVED_LIFETIME",
+                    "FILTERED",
+                    "FILTERED_LIFETIME",
+                    "SENT",
+                    "SENT_LIFETIME",
+                    "ERROR",
+                    "ERROR_LIFETIME",
+                )
+            ),
             _index(f"D_MS{n}_INDEX1", "METADATA_ID", "SERVER_ID"),
         )
         self.sequence = _table(
-            f"D_MSQ{n}", md,
+            f"D_MSQ{n}",
+            md,
             _col("ID", BigInteger, nullable=False, autoincrement=False),
         )
         self.message_sequence = message_sequence(n)
 
     @staticmethod
     def _custom_metadata_keys() -> list[Column[Any]]:
-        return [_col("METADATA_ID", Integer, nullable=False, autoincrement=False),
-                _col("MESSAGE_ID", BigInteger, nullable=False)]
+        return [
+            _col("METADATA_ID", Integer, nullable=False, autoincrement=False),
+            _col("MESSAGE_ID", BigInteger, nullable=False),
+        ]
 
     @property
     def all(self) -> list[Table]:
-        return [self.message, self.connector_message, self.content, self.custom_metadata,
-                self.attachment, self.statistics, self.sequence]
+        return [
+            self.message,
+            self.connector_message,
+            self.content,
+            self.custom_metadata,
+            self.attachment,
+            self.statistics,
+            self.sequence,
+        ]
 
     def tables_for(self, dialect: str) -> list[Table]:
         """The tables this channel has on ``dialect``, in Mirth's creation order: all seven,
@@ -432,5 +535,8 @@ class ChannelTables:
         """``D_MCMn`` with these custom metadata columns (text-typed, for inserts). Their names
         are quoted, as Mirth quotes them, so they keep their case on PostgreSQL."""
         return Table(
-            self.custom_metadata.name, MetaData(), *self._custom_metadata_keys(),
-            *(Column(quoted_name(name, quote=True), String(255)) for name in columns))
+            self.custom_metadata.name,
+            MetaData(),
+            *self._custom_metadata_keys(),
+            *(Column(quoted_name(name, quote=True), String(255)) for name in columns),
+        )

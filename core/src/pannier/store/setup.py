@@ -92,23 +92,28 @@ def schema_lock(engine: Engine) -> Iterator[Connection]:
                 if dialect == "postgresql":
                     conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}s'")
                     try:
-                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                                     {"key": PG_LOCK_KEY})
+                        conn.execute(
+                            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY}
+                        )
                     except sa.exc.OperationalError as exc:  # 55P03: lock_timeout reached
                         raise SchemaError(
                             f"could not take the schema lock (advisory lock {PG_LOCK_KEY}) "
                             f"within {LOCK_TIMEOUT} s: another process is preparing this "
-                            "database") from exc
+                            "database"
+                        ) from exc
                 yield conn
             return
         database = conn.exec_driver_sql("SELECT DATABASE()").scalar() or ""
         name = f"{MYSQL_LOCK_NAME}.{database}"[:64]
-        got = conn.execute(sa.text("SELECT GET_LOCK(:name, :timeout)"),
-                           {"name": name, "timeout": LOCK_TIMEOUT}).scalar()
+        got = conn.execute(
+            sa.text("SELECT GET_LOCK(:name, :timeout)"), {"name": name, "timeout": LOCK_TIMEOUT}
+        ).scalar()
         conn.commit()
         if got != 1:
-            raise SchemaError(f"could not take the schema lock {name!r} within {LOCK_TIMEOUT} s: "
-                              "another process is preparing this database")
+            raise SchemaError(
+                f"could not take the schema lock {name!r} within {LOCK_TIMEOUT} s: "
+                "another process is preparing this database"
+            )
         try:
             with conn.begin():
                 yield conn
@@ -153,17 +158,24 @@ def _takeover(conn: Connection, catalog: Catalog) -> None:
         raise SchemaError(
             f"takeover: {url} has no SCHEMA_INFO table, so it is not a Mirth database "
             f"(found {_describe(catalog.tables)}); use database mode 'standalone' to create "
-            "a new schema")
+            "a new schema"
+        )
     metadata = sa.MetaData()
     schema.core_tables(metadata)
     info = metadata.tables["SCHEMA_INFO"]
     versions = [row[0] for row in conn.execute(sa.select(info.c.VERSION))]
     if len(versions) != 1 or not accepted_version(versions[0]):
-        found = ("no row" if not versions else
-                 ", ".join(repr(v) for v in versions) if len(versions) > 1 else repr(versions[0]))
+        found = (
+            "no row"
+            if not versions
+            else ", ".join(repr(v) for v in versions)
+            if len(versions) > 1
+            else repr(versions[0])
+        )
         raise SchemaError(
             f"takeover: SCHEMA_INFO.VERSION in {url} is {found}; Pannier takes over Mirth "
-            "4.5.x and 4.6.0 databases only (upgrade the database with Mirth first)")
+            "4.5.x and 4.6.0 databases only (upgrade the database with Mirth first)"
+        )
     missing = [name for name in schema.EXPECTED_CORE_TABLES if name not in catalog.tables]
     if missing:
         log.warning("takeover: Mirth %s database without %s", versions[0], ", ".join(missing))
@@ -197,26 +209,36 @@ def _seed(conn: Connection, metadata: sa.MetaData) -> None:
     versions = [row[0] for row in conn.execute(sa.select(info.c.VERSION))]
     if versions:
         if not any(accepted_version(v) for v in versions):
-            log.warning("standalone: SCHEMA_INFO.VERSION is %s, not a Mirth version Pannier "
-                        "knows (4.5.x, 4.6.0)", ", ".join(versions))
+            log.warning(
+                "standalone: SCHEMA_INFO.VERSION is %s, not a Mirth version Pannier "
+                "knows (4.5.x, 4.6.0)",
+                ", ".join(versions),
+            )
         return
     person, password = t["PERSON"], t["PERSON_PASSWORD"]
     if conn.execute(sa.select(person.c.ID).where(person.c.USERNAME == "admin")).first() is None:
         result = conn.execute(sa.insert(person).values(USERNAME="admin", LOGGED_IN=False))
         (admin_id,) = result.inserted_primary_key or (None,)
         # As mysql-database.sql: no PASSWORD_DATE.
-        conn.execute(sa.insert(password).values(PERSON_ID=admin_id,
-                                                PASSWORD=schema.MIRTH_ADMIN_PASSWORD_HASH))
+        conn.execute(
+            sa.insert(password).values(
+                PERSON_ID=admin_id, PASSWORD=schema.MIRTH_ADMIN_PASSWORD_HASH
+            )
+        )
     configuration = t["CONFIGURATION"]
-    present = {(row[0], row[1]) for row in conn.execute(
-        sa.select(configuration.c.CATEGORY, configuration.c.NAME))}
-    rows = [{"CATEGORY": c, "NAME": n, "VALUE": v} for c, n, v in schema.DEFAULT_CONFIGURATION
-            if (c, n) not in present]
+    present = {
+        (row[0], row[1])
+        for row in conn.execute(sa.select(configuration.c.CATEGORY, configuration.c.NAME))
+    }
+    rows = [
+        {"CATEGORY": c, "NAME": n, "VALUE": v}
+        for c, n, v in schema.DEFAULT_CONFIGURATION
+        if (c, n) not in present
+    ]
     if rows:
         conn.execute(sa.insert(configuration), rows)
     conn.execute(sa.insert(info).values(VERSION=schema.SCHEMA_VERSION))
-    log.info("seeded a new Mirth %s schema (admin user, core configuration)",
-             schema.SCHEMA_VERSION)
+    log.info("seeded a new Mirth %s schema (admin user, core configuration)", schema.SCHEMA_VERSION)
 
 
 def _ensure_channels_table(conn: Connection, catalog: Catalog) -> sa.Table:
@@ -249,13 +271,14 @@ def open_channel(engine: Engine, channel_id: str) -> int:
 
 def _local_channel_id(conn: Connection, channel_id: str) -> int:
     channels = _ensure_channels_table(conn, read_catalog(conn))
-    local_id = conn.execute(sa.select(channels.c.LOCAL_CHANNEL_ID)
-                            .filter_by(CHANNEL_ID=channel_id)).scalar()
+    local_id = conn.execute(
+        sa.select(channels.c.LOCAL_CHANNEL_ID).filter_by(CHANNEL_ID=channel_id)
+    ).scalar()
     if local_id is None:
-        local_id = (conn.execute(sa.select(sa.func.max(channels.c.LOCAL_CHANNEL_ID)))
-                    .scalar() or 0) + 1
-        conn.execute(sa.insert(channels).values(LOCAL_CHANNEL_ID=local_id,
-                                                CHANNEL_ID=channel_id))
+        local_id = (
+            conn.execute(sa.select(sa.func.max(channels.c.LOCAL_CHANNEL_ID))).scalar() or 0
+        ) + 1
+        conn.execute(sa.insert(channels).values(LOCAL_CHANNEL_ID=local_id, CHANNEL_ID=channel_id))
         log.info("channel %s gets local channel id %d", channel_id, local_id)
     return int(local_id)
 
@@ -281,8 +304,9 @@ def ensure_channel_tables(conn: Connection, local_channel_id: int) -> list[str]:
             sequence.create(conn, checkfirst=False)
             created.append(sequence.name)
             if next_id > 1:
-                conn.execute(sa.text(f"SELECT setval('{sequence.name}', :value)"),
-                             {"value": next_id - 1})
+                conn.execute(
+                    sa.text(f"SELECT setval('{sequence.name}', :value)"), {"value": next_id - 1}
+                )
     else:
         sequence_table = tables.sequence
         if not conn.execute(sa.select(sa.func.count()).select_from(sequence_table)).scalar():

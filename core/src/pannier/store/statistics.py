@@ -14,8 +14,12 @@ from collections import defaultdict
 from pannier.model.status import Status
 
 TRACKED = (Status.RECEIVED, Status.FILTERED, Status.SENT, Status.ERROR)
-COLUMNS = {Status.RECEIVED: "RECEIVED", Status.FILTERED: "FILTERED", Status.SENT: "SENT",
-           Status.ERROR: "ERROR"}
+COLUMNS = {
+    Status.RECEIVED: "RECEIVED",
+    Status.FILTERED: "FILTERED",
+    Status.SENT: "SENT",
+    Status.ERROR: "ERROR",
+}
 
 Deltas = dict[int | None, dict[Status, int]]
 
@@ -48,8 +52,9 @@ class StatisticsAccumulator:
         """Take every pending delta (the caller writes them or hands them back with
         :meth:`restore` when the write failed)."""
         with self._lock:
-            pending = {key: dict(value) for key, value in self._pending.items()
-                       if any(value.values())}
+            pending = {
+                key: dict(value) for key, value in self._pending.items() if any(value.values())
+            }
             self._pending.clear()
         return pending
 

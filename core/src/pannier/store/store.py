@@ -100,8 +100,15 @@ class TableSequence:
         with self._lock, self._store.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 with conn.begin():
-                    ids = conn.execute(sa.select(self._sequence.next_value()).select_from(
-                        sa.func.generate_series(1, count))).scalars().all()
+                    ids = (
+                        conn.execute(
+                            sa.select(self._sequence.next_value()).select_from(
+                                sa.func.generate_series(1, count)
+                            )
+                        )
+                        .scalars()
+                        .all()
+                    )
                 return sorted(ids)
             select = sa.select(table.c.ID)
             if conn.dialect.name != "sqlite":
@@ -125,13 +132,13 @@ class ChannelStore:
         self.insert_message = sa.insert(t.message)
         self.insert_connector = sa.insert(t.connector_message)
         self.insert_content = sa.insert(t.content)
-        self.update_connector = (
-            sa.update(t.connector_message)
-            .where(t.connector_message.c.MESSAGE_ID == sa.bindparam("b_message_id"),
-                   t.connector_message.c.ID == sa.bindparam("b_metadata_id"))
+        self.update_connector = sa.update(t.connector_message).where(
+            t.connector_message.c.MESSAGE_ID == sa.bindparam("b_message_id"),
+            t.connector_message.c.ID == sa.bindparam("b_metadata_id"),
         )
         self.mark_processed = (
-            sa.update(t.message).where(t.message.c.ID == sa.bindparam("b_message_id"))
+            sa.update(t.message)
+            .where(t.message.c.ID == sa.bindparam("b_message_id"))
             .values(PROCESSED=True)
         )
         self._metadata_columns: tuple[str, ...] = ()
@@ -145,8 +152,9 @@ class ChannelStore:
         table = self.tables.custom_metadata_for(self._metadata_columns)
         self._insert_metadata = sa.insert(table)
 
-    def add_custom_metadata(self, unit: Unit, message_id: int, metadata_id: int,
-                            values: dict[str, Any]) -> None:
+    def add_custom_metadata(
+        self, unit: Unit, message_id: int, metadata_id: int, values: dict[str, Any]
+    ) -> None:
         if self._insert_metadata is None or not values:
             return
         row: dict[str, Any] = {"MESSAGE_ID": message_id, "METADATA_ID": metadata_id}
@@ -166,10 +174,14 @@ class ChannelStore:
                         changes[name] = greatest(table.c[name] + delta, 0)
             if not changes:
                 continue
-            match = (table.c.METADATA_ID.is_(None) if metadata_id is None
-                     else table.c.METADATA_ID == metadata_id)
-            result = conn.execute(sa.update(table).where(match, table.c.SERVER_ID == server_id)
-                                  .values(**changes))
+            match = (
+                table.c.METADATA_ID.is_(None)
+                if metadata_id is None
+                else table.c.METADATA_ID == metadata_id
+            )
+            result = conn.execute(
+                sa.update(table).where(match, table.c.SERVER_ID == server_id).values(**changes)
+            )
             if result.rowcount == 0:
                 row: dict[str, Any] = {"METADATA_ID": metadata_id, "SERVER_ID": server_id}
                 for status, column in COLUMNS.items():
@@ -181,9 +193,16 @@ class ChannelStore:
 class Store:
     """One database holding Mirth's schema, shared by every channel of the engine."""
 
-    def __init__(self, url: str, server_id: str, allocator: SequenceAllocator,
-                 *, pool_size: int = 8, max_batch: int = 256,
-                 retry_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        server_id: str,
+        allocator: SequenceAllocator,
+        *,
+        pool_size: int = 8,
+        max_batch: int = 256,
+        retry_seconds: float = 60.0,
+    ) -> None:
         self.url = url
         self.server_id = server_id
         self.allocator = allocator
@@ -240,18 +259,22 @@ class Store:
         # LOCAL_CHANNEL_ID (MAX + 1) and missing tables, under the schema lock.
         return ChannelStore(self, channel_id, setup.open_channel(self.engine, channel_id))
 
-    async def add_metadata_columns(self, channel_store: ChannelStore,
-                                   columns: Iterable[tuple[str, str]]) -> None:
+    async def add_metadata_columns(
+        self, channel_store: ChannelStore, columns: Iterable[tuple[str, str]]
+    ) -> None:
         """``ALTER TABLE D_MCMn ADD COLUMN`` for each custom metadata column not there yet,
         with Mirth's types per database (mirth-compat §1.2)."""
         await self.run_sync(self._add_metadata_columns, channel_store, tuple(columns))
 
-    def _add_metadata_columns(self, channel_store: ChannelStore,
-                              columns: tuple[tuple[str, str], ...]) -> None:
+    def _add_metadata_columns(
+        self, channel_store: ChannelStore, columns: tuple[tuple[str, str], ...]
+    ) -> None:
         table = channel_store.tables.custom_metadata.name
         with self.engine.begin() as conn:
-            existing = {c["name"].upper() for c in sa.inspect(conn).get_columns(
-                schema.stored_name(table, self.dialect))}
+            existing = {
+                c["name"].upper()
+                for c in sa.inspect(conn).get_columns(schema.stored_name(table, self.dialect))
+            }
             preparer = conn.dialect.identifier_preparer
             for name, kind in columns:
                 if name.upper() in existing:
@@ -259,7 +282,8 @@ class Store:
                 sql_type = schema.metadata_column_type(self.dialect, kind)
                 conn.exec_driver_sql(
                     f"ALTER TABLE {preparer.quote(table)} ADD COLUMN "
-                    f"{preparer.quote_identifier(name)} {sql_type}")
+                    f"{preparer.quote_identifier(name)} {sql_type}"
+                )
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -354,8 +378,9 @@ class Store:
             except Exception as exc:
                 if not is_transient(exc) or time.monotonic() + delay > deadline:
                     raise
-                log.warning("%s failed (%s); retrying in %.2f s", what,
-                            str(exc).splitlines()[0], delay)
+                log.warning(
+                    "%s failed (%s); retrying in %.2f s", what, str(exc).splitlines()[0], delay
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -393,8 +418,12 @@ class Store:
 
 def _create_engine(url: str, pool_size: int) -> Engine:
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=2,
-                                  connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sa.create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=2,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -411,8 +440,9 @@ def _create_engine(url: str, pool_size: int) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                            pool_pre_ping=True, pool_recycle=3600)
+    return sa.create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=3600
+    )
 
 
 #: Error codes that mean "try again": MySQL/MariaDB deadlock, lock wait timeout, server gone

@@ -14,5 +14,4 @@ Each kit raises ``AssertionError`` with a message saying which expectation faile
 from pannier.testing.datatypes import check_datatype
 from pannier.testing.kits import check_cluster_bus, check_map_backend, check_sequence_allocator
 
-__all__ = ["check_cluster_bus", "check_datatype", "check_map_backend",
-           "check_sequence_allocator"]
+__all__ = ["check_cluster_bus", "check_datatype", "check_map_backend", "check_sequence_allocator"]

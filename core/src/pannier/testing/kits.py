@@ -28,8 +28,9 @@ async def check_map_backend(backend: MapBackend, scope_prefix: str = "conformanc
         assert await backend.get(b, "text") == "other", "scopes must not share keys"
         await backend.put(a, "text", "changed")
         assert await backend.get(a, "text") == "changed", "put must replace a value"
-        assert await backend.items(a) == {"text": "changed", "number": 42}, \
+        assert await backend.items(a) == {"text": "changed", "number": 42}, (
             "items must return the whole scope"
+        )
         await backend.remove(a, "text")
         await backend.remove(a, "never-there")
         assert await backend.get(a, "text") is None, "a removed key must read as None"
@@ -56,8 +57,9 @@ class _CountingSource:
         return list(range(first, first + count))
 
 
-def check_sequence_allocator(factory: Callable[[], SequenceAllocator],
-                             engines: int = 3, threads: int = 4, calls: int = 200) -> None:
+def check_sequence_allocator(
+    factory: Callable[[], SequenceAllocator], engines: int = 3, threads: int = 4, calls: int = 200
+) -> None:
     """Several allocators (one per simulated engine) used from several threads on one
     sequence never hand out an id twice, and each call's ids ascend."""
     source = _CountingSource()
@@ -76,8 +78,11 @@ def check_sequence_allocator(factory: Callable[[], SequenceAllocator],
             with lock:
                 seen.extend(ids)
 
-    workers = [threading.Thread(target=work, args=(allocator, 1 + n % 3))
-               for allocator in allocators for n in range(threads)]
+    workers = [
+        threading.Thread(target=work, args=(allocator, 1 + n % 3))
+        for allocator in allocators
+        for n in range(threads)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -104,8 +109,9 @@ async def check_cluster_bus(factory: Callable[[], ClusterBus], *, shared: bool) 
             for n in range(3):
                 await first.publish(BusEvent("conformance.deploy", {"n": n}, "node-a"))
             received = [await deploys.receive() for _ in range(3)]
-        assert [e.payload["n"] for e in received] == [0, 1, 2], \
+        assert [e.payload["n"] for e in received] == [0, 1, 2], (
             "events must arrive in publish order"
+        )
         assert all(e.sender == "node-a" and e.topic == "conformance.deploy" for e in received)
         with trio.move_on_after(0.2):
             unexpected = await others.receive()
