@@ -24,8 +24,6 @@ from pannier.model.status import ContentType, Status
 from pannier.sequences import BlockAllocator
 from pannier.store.store import (
     INSERT_CONNECTOR,
-    INSERT_CONTENT,
-    INSERT_MESSAGE,
     UPDATE_CONNECTOR,
     UPDATE_MESSAGE,
     ChannelStore,
@@ -37,61 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MESSAGE = (ROOT / "tests" / "fixtures" / "hl7" / "adt_a01.hl7").read_text()
 
 
-def content(
-    unit: Unit, cs: ChannelStore, mid: int, meta: int, kind: ContentType, text: str
-) -> None:
-    unit.add(
-        INSERT_CONTENT,
-        cs.insert_content,
-        {
-            "METADATA_ID": meta,
-            "MESSAGE_ID": mid,
-            "CONTENT_TYPE": int(kind),
-            "CONTENT": text,
-            "IS_ENCRYPTED": False,
-            "DATA_TYPE": "HL7V2",
-        },
-    )
-
-
 async def one_message(store: Store, cs: ChannelStore, server_id: str) -> None:
     now = store.now()
     first = Unit(new_message_for=cs)
 
     def build(mid: int) -> None:
-        first.add(
-            INSERT_MESSAGE,
-            cs.insert_message,
-            {
-                "ID": mid,
-                "SERVER_ID": server_id,
-                "RECEIVED_DATE": now,
-                "PROCESSED": False,
-                "ORIGINAL_ID": None,
-                "IMPORT_ID": None,
-                "IMPORT_CHANNEL_ID": None,
-            },
-        )
-        first.add(
-            INSERT_CONNECTOR,
-            cs.insert_connector,
-            {
-                "ID": 0,
-                "MESSAGE_ID": mid,
-                "SERVER_ID": server_id,
-                "RECEIVED_DATE": now,
-                "STATUS": "R",
-                "CONNECTOR_NAME": "Source",
-                "SEND_ATTEMPTS": 0,
-                "SEND_DATE": None,
-                "RESPONSE_DATE": None,
-                "ERROR_CODE": 0,
-                "CHAIN_ID": 0,
-                "ORDER_ID": 0,
-            },
-        )
-        content(first, cs, mid, 0, ContentType.RAW, MESSAGE)
-        content(first, cs, mid, 0, ContentType.SOURCE_MAP, "<map/>")
+        cs.add_received(first, mid, now)
+        cs.add_content(first, mid, 0, ContentType.RAW, MESSAGE, "HL7V2")
+        cs.add_content(first, mid, 0, ContentType.SOURCE_MAP, "<map/>", "HL7V2")
 
     first.build = build
     await store.commit(first)
@@ -116,7 +67,9 @@ async def one_message(store: Store, cs: ChannelStore, server_id: str) -> None:
         ContentType.RESPONSE,
         ContentType.RESPONSE_MAP,
     ):
-        content(second, cs, mid, 0, kind, MESSAGE if kind == ContentType.ENCODED else "<x/>")
+        cs.add_content(
+            second, mid, 0, kind, MESSAGE if kind == ContentType.ENCODED else "<x/>", "HL7V2"
+        )
     cs.add_custom_metadata(second, mid, 0, {"SOURCE": "GOODHEALTH", "TYPE": "ADT-A01"})
     second.add(
         INSERT_CONNECTOR,
@@ -137,7 +90,9 @@ async def one_message(store: Store, cs: ChannelStore, server_id: str) -> None:
         },
     )
     for kind in (ContentType.ENCODED, ContentType.SENT, ContentType.RESPONSE):
-        content(second, cs, mid, 1, kind, MESSAGE if kind == ContentType.ENCODED else "<x/>")
+        cs.add_content(
+            second, mid, 1, kind, MESSAGE if kind == ContentType.ENCODED else "<x/>", "HL7V2"
+        )
     second.add(UPDATE_MESSAGE, cs.mark_processed, {"b_message_id": mid})
     await store.commit(second)
 

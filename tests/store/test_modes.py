@@ -16,9 +16,7 @@ from pannier.store import setup
 from pannier.store.schema import MIRTH_ADMIN_PASSWORD_HASH
 from pannier.store.setup import SchemaError, accepted_version
 from pannier.store.store import (
-    INSERT_CONNECTOR,
     INSERT_CONTENT,
-    INSERT_MESSAGE,
     ChannelStore,
     Store,
     Unit,
@@ -67,37 +65,7 @@ async def store_message(store: Store, channel: ChannelStore, text: str) -> int:
     now = store.now()
 
     def build(message_id: int) -> None:
-        unit.add(
-            INSERT_MESSAGE,
-            channel.insert_message,
-            {
-                "ID": message_id,
-                "SERVER_ID": store.server_id,
-                "RECEIVED_DATE": now,
-                "PROCESSED": False,
-                "ORIGINAL_ID": None,
-                "IMPORT_ID": None,
-                "IMPORT_CHANNEL_ID": None,
-            },
-        )
-        unit.add(
-            INSERT_CONNECTOR,
-            channel.insert_connector,
-            {
-                "ID": 0,
-                "MESSAGE_ID": message_id,
-                "SERVER_ID": store.server_id,
-                "RECEIVED_DATE": now,
-                "STATUS": "R",
-                "CONNECTOR_NAME": "Source",
-                "SEND_ATTEMPTS": 0,
-                "SEND_DATE": None,
-                "RESPONSE_DATE": None,
-                "ERROR_CODE": 0,
-                "CHAIN_ID": 0,
-                "ORDER_ID": 0,
-            },
-        )
+        channel.add_received(unit, message_id, now)
         unit.add(
             INSERT_CONTENT,
             channel.insert_content,

@@ -11,44 +11,14 @@ import uuid
 import sqlalchemy as sa
 import trio
 from pannier.sequences import SingleAllocator
-from pannier.store.store import INSERT_CONNECTOR, INSERT_MESSAGE, ChannelStore, Store, Unit
+from pannier.store.store import ChannelStore, Store, Unit
 
 
 def message_unit(cs: ChannelStore, server_id: str) -> Unit:
     unit = Unit(new_message_for=cs)
 
     def build(mid: int) -> None:
-        unit.add(
-            INSERT_MESSAGE,
-            cs.insert_message,
-            {
-                "ID": mid,
-                "SERVER_ID": server_id,
-                "RECEIVED_DATE": None,
-                "PROCESSED": False,
-                "ORIGINAL_ID": None,
-                "IMPORT_ID": None,
-                "IMPORT_CHANNEL_ID": None,
-            },
-        )
-        unit.add(
-            INSERT_CONNECTOR,
-            cs.insert_connector,
-            {
-                "ID": 0,
-                "MESSAGE_ID": mid,
-                "SERVER_ID": server_id,
-                "RECEIVED_DATE": None,
-                "STATUS": "R",
-                "CONNECTOR_NAME": "Source",
-                "SEND_ATTEMPTS": 0,
-                "SEND_DATE": None,
-                "RESPONSE_DATE": None,
-                "ERROR_CODE": 0,
-                "CHAIN_ID": 0,
-                "ORDER_ID": 0,
-            },
-        )
+        cs.add_received(unit, mid, None)
 
     unit.build = build
     return unit

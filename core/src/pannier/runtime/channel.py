@@ -45,8 +45,6 @@ from pannier.runtime.storage import StorageSettings, storage_settings
 from pannier.store.statistics import StatisticsAccumulator
 from pannier.store.store import (
     INSERT_CONNECTOR,
-    INSERT_CONTENT,
-    INSERT_MESSAGE,
     UPDATE_CONNECTOR,
     UPDATE_MESSAGE,
     ChannelStore,
@@ -229,37 +227,7 @@ class DeployedChannel:
         def build_received(message_id: int) -> None:
             if not storage.enabled:
                 return
-            first.add(
-                INSERT_MESSAGE,
-                self.store.insert_message,
-                {
-                    "ID": message_id,
-                    "SERVER_ID": self.server_id,
-                    "RECEIVED_DATE": received,
-                    "PROCESSED": False,
-                    "ORIGINAL_ID": None,
-                    "IMPORT_ID": None,
-                    "IMPORT_CHANNEL_ID": None,
-                },
-            )
-            first.add(
-                INSERT_CONNECTOR,
-                self.store.insert_connector,
-                {
-                    "ID": 0,
-                    "MESSAGE_ID": message_id,
-                    "SERVER_ID": self.server_id,
-                    "RECEIVED_DATE": received,
-                    "STATUS": Status.RECEIVED.value,
-                    "CONNECTOR_NAME": "Source",
-                    "SEND_ATTEMPTS": 0,
-                    "SEND_DATE": None,
-                    "RESPONSE_DATE": None,
-                    "ERROR_CODE": 0,
-                    "CHAIN_ID": 0,
-                    "ORDER_ID": 0,
-                },
-            )
+            self.store.add_received(first, message_id, received)
             if storage.store_raw:
                 self._add_content(first, message_id, 0, ContentType.RAW, raw, self.datatype.name)
             if storage.store_maps and source_map:
@@ -558,18 +526,7 @@ class DeployedChannel:
         content: str,
         data_type: str | None,
     ) -> None:
-        unit.add(
-            INSERT_CONTENT,
-            self.store.insert_content,
-            {
-                "METADATA_ID": metadata_id,
-                "MESSAGE_ID": message_id,
-                "CONTENT_TYPE": int(content_type),
-                "CONTENT": content,
-                "IS_ENCRYPTED": False,
-                "DATA_TYPE": data_type,
-            },
-        )
+        self.store.add_content(unit, message_id, metadata_id, content_type, content, data_type)
 
     # --- statistics -------------------------------------------------------------------------------
 

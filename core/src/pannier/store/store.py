@@ -152,6 +152,65 @@ class ChannelStore:
         table = self.tables.custom_metadata_for(self._metadata_columns)
         self._insert_metadata = sa.insert(table)
 
+    def add_received(self, unit: Unit, message_id: int, received: Any) -> None:
+        """Add a new message's ``D_M`` row and its source ``D_MM`` row (status RECEIVED), as
+        Mirth's "create raw message" transaction writes them."""
+        server_id = self.store.server_id
+        unit.add(
+            INSERT_MESSAGE,
+            self.insert_message,
+            {
+                "ID": message_id,
+                "SERVER_ID": server_id,
+                "RECEIVED_DATE": received,
+                "PROCESSED": False,
+                "ORIGINAL_ID": None,
+                "IMPORT_ID": None,
+                "IMPORT_CHANNEL_ID": None,
+            },
+        )
+        unit.add(
+            INSERT_CONNECTOR,
+            self.insert_connector,
+            {
+                "ID": 0,
+                "MESSAGE_ID": message_id,
+                "SERVER_ID": server_id,
+                "RECEIVED_DATE": received,
+                "STATUS": "R",
+                "CONNECTOR_NAME": "Source",
+                "SEND_ATTEMPTS": 0,
+                "SEND_DATE": None,
+                "RESPONSE_DATE": None,
+                "ERROR_CODE": 0,
+                "CHAIN_ID": 0,
+                "ORDER_ID": 0,
+            },
+        )
+
+    def add_content(
+        self,
+        unit: Unit,
+        message_id: int,
+        metadata_id: int,
+        content_type: int,
+        content: str,
+        data_type: str | None,
+    ) -> None:
+        """Add one ``D_MC`` content row (unencrypted)."""
+        unit.add(
+            INSERT_CONTENT,
+            self.insert_content,
+            {
+                "METADATA_ID": metadata_id,
+                "MESSAGE_ID": message_id,
+                "CONTENT_TYPE": int(content_type),
+                "CONTENT": content,
+                "IS_ENCRYPTED": False,
+                "DATA_TYPE": data_type,
+            },
+        )
+
     def add_custom_metadata(
         self, unit: Unit, message_id: int, metadata_id: int, values: dict[str, Any]
     ) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 
 from lxml import etree
-from pannier import MessageParseError
+from pannier import MessageParseError, xmltext
 
 from pannier_delimited.properties import DelimitedProperties
 from pannier_delimited.reader import DelimitedReader, Record, prepare
@@ -34,48 +34,22 @@ from pannier_delimited.reader import DelimitedReader, Record, prepare
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 ROOT = "delimited"
 
-_NAMED = {
-    "&": "&amp;",
-    "<": "&lt;",
-    ">": "&gt;",
-    '"': "&quot;",
-    "'": "&apos;",
-    "\n": "&#10;",
-    "\r": "&#13;",
-}
-# What MirthXmlUtil.encode changes: the XML specials, CR, LF and every character >= 0x80.
-_NEEDS_ENCODING = re.compile("[&<>\"'\r\n\x80-\U0010ffff]")
-# Characters XML 1.0 cannot carry, even as a numeric reference.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def _encode_match(match: re.Match[str]) -> str:
-    char = match.group()
-    return _NAMED.get(char) or f"&#{ord(char)};"
-
-
-def xml_escape(text: str) -> str:
-    """Mirth's ``MirthXmlUtil.encode``: ``& < > " '`` as named entities, CR and LF as ``&#13;``
-    and ``&#10;``, every character >= 0x80 as a decimal reference (one per code point; Java
-    writes one per UTF-16 unit, which no XML parser accepts for characters above U+FFFF)."""
-    if _NEEDS_ENCODING.search(text) is None:
-        return text
-    return _NEEDS_ENCODING.sub(_encode_match, text)
+xml_escape = xmltext.encode
+"""Mirth's ``MirthXmlUtil.encode`` (see :mod:`pannier.xmltext`)."""
 
 
 def check_xml_characters(text: str) -> None:
     """Raise :class:`MessageParseError` if ``text`` holds a character XML 1.0 cannot carry."""
-    bad = _NOT_XML.search(text)
-    if bad is not None:
-        code = ord(bad.group())
+    offset = xmltext.first_unrepresentable(text)
+    if offset is not None:
+        code = ord(text[offset])
         what = (
             "an undecodable byte (lone surrogate)"
             if 0xD800 <= code <= 0xDFFF
             else f"character U+{code:04X}"
         )
         raise MessageParseError(
-            f"the message contains {what} at offset {bad.start()}, which its XML form "
-            "cannot represent"
+            f"the message contains {what} at offset {offset}, which its XML form cannot represent"
         )
 
 

@@ -14,54 +14,31 @@ import re
 import threading
 
 from lxml import etree
-from pannier import MessageParseError
+from pannier import MessageParseError, xmltext
 
 from pannier_hl7v2.message import HEADER_SEGMENTS, JAVA_WHITESPACE, Separators
 
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 ROOT = "HL7Message"
 
-_NAMED = {
-    "&": "&amp;",
-    "<": "&lt;",
-    ">": "&gt;",
-    '"': "&quot;",
-    "'": "&apos;",
-    "\n": "&#10;",
-    "\r": "&#13;",
-}
-# Everything MirthXmlUtil.encode changes: the XML specials, CR, LF and every char >= 0x80.
-_NEEDS_ENCODING = re.compile("[&<>\"'\r\n\x80-\U0010ffff]")
-_NEEDS_ENCODING_BUT_CR = re.compile("[&<>\"'\n\x80-\U0010ffff]")
-# Characters XML 1.0 cannot carry at all, even as a numeric reference.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _ELEMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
-
-
-def _encode_match(match: re.Match[str]) -> str:
-    char = match.group()
-    return _NAMED.get(char) or f"&#{ord(char)};"
 
 
 def _same(text: str) -> str:
     return text
 
 
-def xml_escape(text: str) -> str:
-    """Mirth's ``MirthXmlUtil.encode``: ``& < > " '`` as named entities, CR/LF as ``&#13;`` and
-    ``&#10;``, every character >= 0x80 as a decimal reference (one per code point)."""
-    if _NEEDS_ENCODING.search(text) is None:
-        return text
-    return _NEEDS_ENCODING.sub(_encode_match, text)
+xml_escape = xmltext.encode
+"""Mirth's ``MirthXmlUtil.encode`` (see :mod:`pannier.xmltext`)."""
 
 
 def check_xml_characters(text: str) -> None:
     """Raise :class:`MessageParseError` if ``text`` holds a character XML 1.0 cannot carry."""
-    bad = _NOT_XML.search(text)
-    if bad is not None:
+    offset = xmltext.first_unrepresentable(text)
+    if offset is not None:
         raise MessageParseError(
-            f"the message contains character U+{ord(bad.group()):04X} at offset "
-            f"{bad.start()}, which XML cannot represent"
+            f"the message contains character U+{ord(text[offset]):04X} at offset "
+            f"{offset}, which XML cannot represent"
         )
 
 
@@ -85,8 +62,8 @@ def er7_to_xml(
     fs, cs, rs, es, ss = separators
     # Skip entity encoding altogether when nothing after MSH-2 needs it (the usual case).
     body_start = text.find(fs, 4) + 1 if text[:3] in HEADER_SEGMENTS else 0
-    probe = _NEEDS_ENCODING_BUT_CR if segment_delimiter == "\r" else _NEEDS_ENCODING
-    encode = xml_escape if probe.search(text, body_start) else _same
+    needed = xmltext.needs_encoding(text, body_start, ignore_cr=segment_delimiter == "\r")
+    encode = xml_escape if needed else _same
     if ss:
         special = cs + rs + es[:1] + ss
     elif es:
