@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pannier_mllp.framing import Framing
 
 DEFAULT_ENCODING = "DEFAULT_ENCODING"
 """Mirth's ``CharsetUtils.DEFAULT_ENCODING``: the JVM default charset. Pannier reads it as UTF-8
@@ -87,3 +90,18 @@ def decoding_problem(data: bytes, charset: str) -> str | None:
         bad = data[exc.start : exc.end].hex().upper()
         return f"byte(s) 0x{bad} at offset {exc.start} are not valid {charset}"
     return None
+
+
+def framing_from_properties(props: Mapping[str, Any], connector: str) -> Framing:
+    """The frame codec a TCP connector's properties describe (start/end bytes as Mirth's hex
+    strings, plus Pannier's ``maxFrameSize``); a bad value is a :class:`PropertyError`."""
+    from pannier_mllp.framing import DEFAULT_MAX_FRAME_SIZE, Framing
+
+    try:
+        return Framing.from_hex(
+            get_str(props, "startOfMessageBytes", "0B"),
+            get_str(props, "endOfMessageBytes", "1C0D"),
+            get_int(props, "maxFrameSize", DEFAULT_MAX_FRAME_SIZE, minimum=1),
+        )
+    except ValueError as exc:
+        raise PropertyError(f"{connector}: {exc}") from None

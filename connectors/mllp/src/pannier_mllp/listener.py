@@ -19,6 +19,7 @@ from pannier_mllp._net import error_text
 from pannier_mllp._props import (
     DEFAULT_ENCODING,
     PropertyError,
+    framing_from_properties,
     get_bool,
     get_int,
     get_str,
@@ -29,7 +30,6 @@ from pannier_mllp.framing import (
     FrameDecoder,
     FrameEncodeError,
     FrameTooLargeError,
-    Framing,
 )
 
 LOG = logging.getLogger("pannier.mllp")
@@ -85,14 +85,7 @@ class TcpListener(SourceConnector):
         self.keep_connection_open = get_bool(props, "keepConnectionOpen", True)
         self.binary = get_bool(props, "dataTypeBinary", False)
         self.charset = resolve_charset(props.get("charsetEncoding", DEFAULT_ENCODING))
-        try:
-            self.framing = Framing.from_hex(
-                get_str(props, "startOfMessageBytes", "0B"),
-                get_str(props, "endOfMessageBytes", "1C0D"),
-                get_int(props, "maxFrameSize", DEFAULT_MAX_FRAME_SIZE, minimum=1),
-            )
-        except ValueError as exc:
-            raise PropertyError(f"TCP Listener: {exc}") from None
+        self.framing = framing_from_properties(props, "TCP Listener")
         _check_unsupported(props)
         self._connections = 0
         self._dispatching = 0

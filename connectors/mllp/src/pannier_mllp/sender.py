@@ -16,6 +16,7 @@ from pannier_mllp._net import error_text, peer_closed_or_talking, timeout_second
 from pannier_mllp._props import (
     DEFAULT_ENCODING,
     PropertyError,
+    framing_from_properties,
     get_bool,
     get_int,
     get_str,
@@ -26,7 +27,6 @@ from pannier_mllp.framing import (
     DEFAULT_MAX_FRAME_SIZE,
     FrameEncodeError,
     FrameTooLargeError,
-    Framing,
 )
 
 LOG = logging.getLogger("pannier.mllp")
@@ -110,14 +110,7 @@ class TcpSender(DestinationConnector):
         self.queue_on_response_timeout = get_bool(props, "queueOnResponseTimeout", True)
         self.binary = get_bool(props, "dataTypeBinary", False)
         self.charset = resolve_charset(props.get("charsetEncoding", DEFAULT_ENCODING))
-        try:
-            self.framing = Framing.from_hex(
-                get_str(props, "startOfMessageBytes", "0B"),
-                get_str(props, "endOfMessageBytes", "1C0D"),
-                get_int(props, "maxFrameSize", DEFAULT_MAX_FRAME_SIZE, minimum=1),
-            )
-        except ValueError as exc:
-            raise PropertyError(f"TCP Sender: {exc}") from None
+        self.framing = framing_from_properties(props, "TCP Sender")
         self.local_address: str | None = None
         if get_bool(props, "overrideLocalBinding", False):
             self.local_address = get_str(props, "localAddress", "0.0.0.0").strip() or None
