@@ -9,6 +9,8 @@ or above U+0080 as a decimal reference. Characters above U+FFFF get one referenc
 from __future__ import annotations
 
 import re
+import xml.parsers.expat
+from dataclasses import dataclass, field
 
 _NAMED = {
     "&": "&amp;",
@@ -48,3 +50,64 @@ def first_unrepresentable(text: str) -> int | None:
     """The offset of the first character XML 1.0 cannot carry, or ``None``."""
     match = _UNREPRESENTABLE.search(text)
     return None if match is None else match.start()
+
+
+@dataclass
+class Element:
+    """An element of an XML document read by :func:`parse_document`: its name as written
+    (``soap:Body`` stays one name: no namespace processing, as in a document whose
+    declarations Mirth stripped), its attributes, and its content in order — text pieces and
+    child elements."""
+
+    name: str
+    attributes: dict[str, str]
+    content: list[str | Element] = field(default_factory=list)
+
+    @property
+    def children(self) -> list[Element]:
+        return [part for part in self.content if isinstance(part, Element)]
+
+    def text_segments(self) -> list[str]:
+        """The text before the first child, between children and after the last child
+        (one more segment than there are children)."""
+        segments = [""]
+        for part in self.content:
+            if isinstance(part, Element):
+                segments.append("")
+            else:
+                segments[-1] += part
+        return segments
+
+
+def parse_document(text: str) -> Element:
+    """Parse ``text`` into a document node (name ``""``) holding the root element; ValueError
+    if it is not well-formed or has no root element."""
+    document = Element("", {})
+    stack = [document]
+
+    def start(name: str, attributes: dict[str, str]) -> None:
+        node = Element(name, dict(attributes))
+        stack[-1].content.append(node)
+        stack.append(node)
+
+    def end(_name: str) -> None:
+        stack.pop()
+
+    def characters(data: str) -> None:
+        content = stack[-1].content
+        if content and isinstance(content[-1], str):
+            content[-1] += data
+        else:
+            content.append(data)
+
+    parser = xml.parsers.expat.ParserCreate()
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = characters
+    try:
+        parser.Parse(text, True)
+    except xml.parsers.expat.ExpatError as exc:
+        raise ValueError(f"not well-formed XML: {exc}") from None
+    if len(document.children) != 1:
+        raise ValueError("not well-formed XML: no root element")
+    return document

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import xml.parsers.expat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from pannier import xmltext
 from pannier.datatypes import DataType, DataTypeSpec, MessageParseError
 from pannier.extensions import CliCommand
 from pannier.plugins import PluginError, build_registry, load_plugins, new_plugin_manager
@@ -239,34 +238,30 @@ def _escape_text(text: str) -> str:
     return escape(text).replace("\r", "&#13;").replace("\n", "&#10;")
 
 
-@dataclass
-class _Element:
-    name: str
-    attributes: dict[str, str]
-    content: list[str | _Element] = field(default_factory=list)
+def _open_tag(element: xmltext.Element) -> str:
+    rendered = "".join(f" {k}={quoteattr(v)}" for k, v in element.attributes.items())
+    return f"<{element.name}{rendered}>"
 
-    def open_tag(self) -> str:
-        rendered = "".join(f" {k}={quoteattr(v)}" for k, v in self.attributes.items())
-        return f"<{self.name}{rendered}>"
 
-    def flat(self) -> str:
-        inner = "".join(
-            part.flat() if isinstance(part, _Element) else _escape_text(part)
-            for part in self.content
-        )
-        return f"{self.open_tag()}{inner}</{self.name}>"
+def _flat(element: xmltext.Element) -> str:
+    inner = "".join(
+        _flat(part) if isinstance(part, xmltext.Element) else _escape_text(part)
+        for part in element.content
+    )
+    return f"{_open_tag(element)}{inner}</{element.name}>"
 
-    def lines(self, depth: int, out: list[str]) -> None:
-        pad = "  " * depth
-        children = [part for part in self.content if isinstance(part, _Element)]
-        mixed = any(isinstance(part, str) and part.strip() for part in self.content)
-        if not children or mixed:
-            out.append(pad + self.flat())
-            return
-        out.append(pad + self.open_tag())
-        for child in children:
-            child.lines(depth + 1, out)
-        out.append(f"{pad}</{self.name}>")
+
+def _lines(element: xmltext.Element, depth: int, out: list[str]) -> None:
+    pad = "  " * depth
+    children = element.children
+    mixed = any(isinstance(part, str) and part.strip() for part in element.content)
+    if not children or mixed:
+        out.append(pad + _flat(element))
+        return
+    out.append(pad + _open_tag(element))
+    for child in children:
+        _lines(child, depth + 1, out)
+    out.append(f"{pad}</{element.name}>")
 
 
 def pretty_xml(text: str) -> str:
@@ -274,39 +269,13 @@ def pretty_xml(text: str) -> str:
     children is kept exactly; elements with mixed content are written on one line; an XML
     declaration is kept. Namespaces are not processed (a stripped ``soap:Body`` stays as it
     is). ValueError if the text is not well-formed."""
-    document = _Element("", {})
-    stack = [document]
-
-    def start(name: str, attributes: dict[str, str]) -> None:
-        node = _Element(name, dict(attributes))
-        stack[-1].content.append(node)
-        stack.append(node)
-
-    def end(_name: str) -> None:
-        stack.pop()
-
-    def characters(data: str) -> None:
-        content = stack[-1].content
-        if content and isinstance(content[-1], str):
-            content[-1] += data
-        else:
-            content.append(data)
-
-    parser = xml.parsers.expat.ParserCreate()
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = characters
-    try:
-        parser.Parse(text, True)
-    except xml.parsers.expat.ExpatError as exc:
-        raise ValueError(f"not well-formed XML: {exc}") from None
+    document = xmltext.parse_document(text)
     out: list[str] = []
     stripped = text.lstrip()
     if stripped.startswith("<?xml"):
         out.append(stripped[: stripped.find("?>") + 2])
-    for part in document.content:
-        if isinstance(part, _Element):
-            part.lines(0, out)
+    for child in document.children:
+        _lines(child, 0, out)
     return "\n".join(out) + "\n"
 
 

@@ -37,11 +37,10 @@ What it checks (each failure is an ``AssertionError`` naming the expectation):
 
 from __future__ import annotations
 
-import xml.parsers.expat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from pannier import xmltext
 from pannier.connectors import Response
 from pannier.datatypes import DataType, DataTypeSpec, MessageParseError
 from pannier.model.status import Status
@@ -56,68 +55,30 @@ ODD_INPUTS = ("", " ", "\r\n", "\x00\x0b\x1c\r", "<", "{", "MSH", "\ufeff", "a" 
 MALFORMED_XML = ("<unclosed>", "<a></b>", "not xml at all", "")
 
 
-@dataclass
-class XMLNode:
-    """An element of a parsed XML document, as :func:`xml_tree` compares them."""
-
-    name: str
-    attributes: dict[str, str]
-    text: str = ""
-    children: list[XMLNode] = field(default_factory=list)
-    _tails: list[str] = field(default_factory=list)
-
-    def key(self) -> tuple[Any, ...]:
-        """A comparable form: whitespace-only text is dropped where an element has children."""
-        if self.children:
-            texts = tuple(t if t.strip() else "" for t in [self.text, *self._tails])
-        else:
-            texts = (self.text,)
-        return (
-            self.name,
-            tuple(sorted(self.attributes.items())),
-            texts,
-            tuple(child.key() for child in self.children),
-        )
+def _tree_key(element: xmltext.Element) -> tuple[Any, ...]:
+    """A comparable form of an element: whitespace-only text is dropped where an element
+    has children; leaf text must match exactly."""
+    segments = element.text_segments()
+    if element.children:
+        texts = tuple(t if t.strip() else "" for t in segments)
+    else:
+        texts = ("".join(segments),)
+    return (
+        element.name,
+        tuple(sorted(element.attributes.items())),
+        texts,
+        tuple(_tree_key(child) for child in element.children),
+    )
 
 
-def xml_tree(text: str) -> XMLNode:
-    """Parse ``text`` as XML without namespace processing (``soap:Body`` is a name, as in a
-    document whose declarations Mirth stripped); ValueError if it is not well-formed."""
-    root = XMLNode("", {})
-    stack = [root]
-
-    def start(name: str, attributes: dict[str, str]) -> None:
-        node = XMLNode(name, dict(attributes))
-        stack[-1].children.append(node)
-        stack[-1]._tails.append("")
-        stack.append(node)
-
-    def end(_name: str) -> None:
-        stack.pop()
-
-    def characters(data: str) -> None:
-        node = stack[-1]
-        if node._tails:
-            node._tails[-1] += data
-        else:
-            node.text += data
-
-    parser = xml.parsers.expat.ParserCreate()
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = characters
-    try:
-        parser.Parse(text, True)
-    except xml.parsers.expat.ExpatError as exc:
-        raise ValueError(f"not well-formed XML: {exc}") from None
-    if len(root.children) != 1:
-        raise ValueError("not well-formed XML: no root element")
-    return root.children[0]
+def xml_tree(text: str) -> xmltext.Element:
+    """The root element of ``text`` (see :func:`pannier.xmltext.parse_document`)."""
+    return xmltext.parse_document(text).children[0]
 
 
 def xml_tree_equal(first: str, second: str) -> bool:
     """Whether two XML texts are tree-equal (see the module docstring)."""
-    return xml_tree(first).key() == xml_tree(second).key()
+    return _tree_key(xml_tree(first)) == _tree_key(xml_tree(second))
 
 
 def _short(text: str, limit: int = 60) -> str:
