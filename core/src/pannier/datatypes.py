@@ -35,6 +35,12 @@ class DataType(ABC):
         Parsing should be lazy: split what is cheap on arrival and the rest on demand.
         """
 
+    def encode(self, message: Any) -> str:
+        """The text of a parsed (and possibly modified) message, in this data type's own
+        format: what a transformer's changes produce as the encoded message. The default is
+        ``str(message)``."""
+        return str(message)
+
     def metadata(self, raw: str) -> dict[str, str]:
         """Values for Mirth's default metadata columns (``mirth_source``, ``mirth_type``,
         ``mirth_version``), taken from the raw message. Never raises; missing values are omitted."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import glob
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -34,10 +34,17 @@ from pannier.plugins import (
     new_plugin_manager,
     notify,
 )
-from pannier.runtime.channel import DeployedChannel, DestinationRuntime, MessageContext
+from pannier.runtime.channel import (
+    DeployedChannel,
+    DestinationRuntime,
+    MessageContext,
+    SourceScripts,
+)
+from pannier.runtime.scripts import ScriptError, compile_filter, compile_transformer
 from pannier.store.store import Store, new_server_id
 
 log = logging.getLogger("pannier.engine")
+T = TypeVar("T")
 
 
 class DeployError(Exception):
@@ -277,18 +284,18 @@ class Engine:
 
     async def _build(self, channel: Channel) -> DeployedChannel:
         assert self.store is not None
-        source, source_type, datatype, destinations = self.prepare(channel)
+        source, source_type, datatype, destinations, scripts = self.prepare(channel)
         channel_store = await self.store.open_channel(channel.id)
         await self.store.add_metadata_columns(
             channel_store, [(c.name, c.type) for c in channel.properties.metaDataColumns]
         )
         return DeployedChannel(
-            self, channel, channel_store, source, source_type, datatype, destinations
+            self, channel, channel_store, source, source_type, datatype, destinations, scripts
         )
 
     def prepare(
         self, channel: Channel
-    ) -> tuple[SourceConnector, ConnectorType, Any, list[DestinationRuntime]]:
+    ) -> tuple[SourceConnector, ConnectorType, Any, list[DestinationRuntime], SourceScripts]:
         """Resolve and check everything a channel needs, without touching the database or
         the network; raises :class:`DeployError` naming what is wrong."""
         registry = self.registry
@@ -313,6 +320,12 @@ class Engine:
                 f"{where}: {source_model.transportName!r} did not build a source connector"
             )
         datatype = self._datatype(where, source_model)
+        source_scripts = SourceScripts(
+            filter=self._compile(compile_filter, source_model.filter, f"{where} source"),
+            transformer=self._compile(
+                compile_transformer, source_model.transformer, f"{where} source"
+            ),
+        )
 
         destinations = []
         chain_id = 0
@@ -335,7 +348,6 @@ class Engine:
                 raise DeployError(
                     f"{here}: {model.transportName!r} did not build a destination connector"
                 )
-            self._datatype(here, model)
             destinations.append(
                 DestinationRuntime(
                     model=model,
@@ -344,9 +356,19 @@ class Engine:
                     chain_id=chain_id,
                     order_id=order_id,
                     templated=tuple(sorted(kind.templated)),
+                    datatype=self._datatype(here, model),
+                    filter=self._compile(compile_filter, model.filter, here),
+                    transformer=self._compile(compile_transformer, model.transformer, here),
                 )
             )
-        return source, source_type, datatype, destinations
+        return source, source_type, datatype, destinations, source_scripts
+
+    @staticmethod
+    def _compile(compiler: Callable[[Any, str], T], element: Any, where: str) -> T:
+        try:
+            return compiler(element, where)
+        except ScriptError as exc:
+            raise DeployError(str(exc)) from None
 
     def _datatype(self, where: str, model: Connector) -> Any:
         try:

@@ -101,3 +101,13 @@ def test_json_passes_the_conformance_kit() -> None:
     good = [ORDER, "[]", "0", '"é \\u20ac \\ud83d\\ude00"', "null"]
     bad = ["", "{", "NaN", "[1,]", "{} {}", "undefined"]
     check_datatype(spec, good, bad)
+
+
+def test_encode_turns_a_transformed_value_back_into_json() -> None:
+    from pannier_json.plugin import pannier_register_datatypes
+
+    (spec,) = pannier_register_datatypes()
+    datatype = spec.factory(spec.defaults)
+    message = datatype.parse('{"patient": {"name": "Zoë"}, "ids": [1, 2]}')
+    message["patient"]["name"] = "ZOË"
+    assert datatype.encode(message) == '{"patient":{"name":"ZOË"},"ids":[1,2]}'

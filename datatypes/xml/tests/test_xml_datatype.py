@@ -225,3 +225,13 @@ def test_xml_passes_the_conformance_kit() -> None:
 def test_xml_passes_the_conformance_kit_without_stripping() -> None:
     (spec,) = pannier_register_datatypes()
     check_datatype(spec, GOOD, BAD, properties={"stripNamespaces": False})
+
+
+def test_encode_turns_a_transformed_tree_back_into_xml() -> None:
+    from pannier_xml.plugin import pannier_register_datatypes
+
+    (spec,) = pannier_register_datatypes()
+    datatype = spec.factory(spec.defaults)
+    root = datatype.parse("<order><id>7</id></order>")
+    root.find("id").text = "8"
+    assert datatype.encode(root) == "<order><id>8</id></order>"

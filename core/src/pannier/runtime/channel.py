@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from pannier.model.status import ContentType, Status
 from pannier.runtime import xstream
 from pannier.runtime.recovery import recover
 from pannier.runtime.response import select_response
+from pannier.runtime.scripts import CompiledFilter, CompiledTransformer, make_scope
 from pannier.runtime.storage import StorageSettings, storage_settings
 from pannier.store.statistics import StatisticsAccumulator
 from pannier.store.store import (
@@ -56,6 +58,18 @@ if TYPE_CHECKING:
     from pannier.engine import Engine
 
 log = logging.getLogger("pannier.channel")
+script_log = logging.getLogger("pannier.script")
+
+
+def _describe(exc: BaseException) -> str:
+    """A stored error for a failed script or data type: the exception and where it arose."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = next(
+        (f"{f.filename}, line {f.lineno}" for f in reversed(frames) if f.filename.startswith("<")),
+        "",
+    )
+    return f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
+
 
 STATS_FLUSH_SECONDS = 1.0
 
@@ -70,6 +84,21 @@ class DestinationRuntime:
     chain_id: int
     order_id: int
     templated: tuple[str, ...]
+    datatype: DataType | None = None
+    filter: CompiledFilter = field(default_factory=lambda: CompiledFilter(()))
+    transformer: CompiledTransformer = field(default_factory=lambda: CompiledTransformer(()))
+
+
+@dataclass(frozen=True)
+class SourceScripts:
+    """The source connector's compiled filter and transformer."""
+
+    filter: CompiledFilter = field(default_factory=lambda: CompiledFilter(()))
+    transformer: CompiledTransformer = field(default_factory=lambda: CompiledTransformer(()))
+
+    @property
+    def empty(self) -> bool:
+        return not self.filter.rules and not self.transformer.steps
 
 
 @dataclass
@@ -83,6 +112,7 @@ class MessageContext:
     channel_map: dict[str, Any] = field(default_factory=dict)
     response_map: dict[str, Any] = field(default_factory=dict)
     destination_statuses: list[Status] = field(default_factory=list)
+    encoded: str = ""
     stats: list[tuple[int, Status, Status | None]] = field(default_factory=list)
 
 
@@ -98,8 +128,10 @@ class DeployedChannel:
         source_type: ConnectorType,
         source_datatype: DataType,
         destinations: list[DestinationRuntime],
+        scripts: SourceScripts | None = None,
     ) -> None:
         self.engine = engine
+        self.scripts = scripts or SourceScripts()
         self.channel = channel
         self.id = channel.id
         self.store = channel_store
@@ -270,22 +302,36 @@ class DeployedChannel:
         second = Unit()
         connector_map: dict[str, Any] = {}
         source_error = ""
+        encoded = raw
+        transformed: str | None = None
         try:
             if decode_error:
                 raise MessageParseError(decode_error)
-            self.datatype.validate(raw)
             connector_map.update(self.datatype.metadata(raw))
-            source_status = Status.TRANSFORMED
+            if self.scripts.empty:
+                self.datatype.validate(raw)
+                source_status = Status.TRANSFORMED
+            else:
+                source_status, encoded, transformed = self._filter_transform(
+                    self.datatype,
+                    self.scripts.filter,
+                    self.scripts.transformer,
+                    raw,
+                    ctx,
+                    connector_map,
+                )
         except MessageParseError as exc:
             source_status, source_error = Status.ERROR, str(exc)
-        except Exception as exc:  # a data type bug must not take the channel down
-            log.exception("channel %s: data type %s failed", self.channel.name, self.datatype.name)
-            source_status, source_error = Status.ERROR, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a script or data type error is the message's, not ours
+            source_status, source_error = Status.ERROR, _describe(exc)
+        ctx.encoded = encoded
+        if storage.enabled and transformed is not None and storage.store_transformed:
+            self._add_content(second, message_id, 0, ContentType.TRANSFORMED, transformed, "XML")
         ctx.stats.append((0, source_status, Status.RECEIVED))
         if storage.enabled:
             if source_status == Status.TRANSFORMED and storage.store_source_encoded:
                 self._add_content(
-                    second, message_id, 0, ContentType.ENCODED, raw, self.datatype.name
+                    second, message_id, 0, ContentType.ENCODED, encoded, self.datatype.name
                 )
             if source_error:
                 self._add_content(
@@ -366,6 +412,35 @@ class DeployedChannel:
         self.engine.notify_message_finished(self.id, message_id, source_status, ctx)
         return response
 
+    def _filter_transform(
+        self,
+        datatype: DataType,
+        filter_: CompiledFilter,
+        transformer: CompiledTransformer,
+        text: str,
+        ctx: MessageContext,
+        connector_map: dict[str, Any],
+    ) -> tuple[Status, str, str | None]:
+        """Parse, filter and transform one connector's message: (status, encoded, the
+        transformed XML when it was made)."""
+        msg = datatype.parse(text)
+        scope = make_scope(
+            msg, text, ctx.channel_map, connector_map, ctx.source_map, ctx.response_map, script_log
+        )
+        if not filter_.accepts(scope):
+            return Status.FILTERED, text, None
+        if not transformer.steps:
+            return Status.TRANSFORMED, text, None
+        transformer.run(scope)
+        encoded = datatype.encode(msg)
+        transformed = None
+        if self.storage.store_transformed:
+            try:
+                transformed = datatype.to_xml(encoded)
+            except (NotImplementedError, MessageParseError):
+                transformed = None
+        return Status.TRANSFORMED, encoded, transformed
+
     async def _run_chain(
         self,
         chain: list[DestinationRuntime],
@@ -394,28 +469,32 @@ class DeployedChannel:
         model = destination.model
         metadata_id = model.metaDataId
         storage = self.storage
-        encoded = raw  # no destination transformer yet: the source's encoded message
-        properties = self._render_properties(destination, ctx, encoded)
-        send_date = self.store.store.now()
-        request = SendRequest(
-            channel_id=self.id,
-            message_id=ctx.message_id,
-            metadata_id=metadata_id,
-            encoded=encoded,
-            properties=properties,
-            maps={**ctx.source_map, **ctx.channel_map},
-        )
-        try:
-            response = await destination.connector.send(request)
-        except Exception as exc:
-            log.warning(
-                "channel %s: destination %r failed to send message %d: %s",
-                self.channel.name,
-                model.name,
-                ctx.message_id,
-                exc,
-            )
-            response = Response(Status.ERROR, error=f"{type(exc).__name__}: {exc}")
+        encoded = ctx.encoded or raw
+        transformed: str | None = None
+        properties: Mapping[str, Any] = {}
+        send_date = None
+        if destination.filter.rules or destination.transformer.steps:
+            assert destination.datatype is not None
+            try:
+                verdict, encoded, transformed = self._filter_transform(
+                    destination.datatype,
+                    destination.filter,
+                    destination.transformer,
+                    encoded,
+                    ctx,
+                    {},
+                )
+            except Exception as exc:  # the message's error, stored on this destination
+                verdict = Status.ERROR
+                response = Response(Status.ERROR, error=_describe(exc))
+            else:
+                response = Response(verdict)
+        else:
+            verdict = Status.TRANSFORMED
+        if verdict == Status.TRANSFORMED:
+            properties = self._render_properties(destination, ctx, encoded)
+            send_date = self.store.store.now()
+            response = await self._send(destination, ctx, encoded, properties)
         status = _fix_status(response.status, model.queue.queueEnabled)
         if status != response.status:
             response = Response(status, response.message, response.status_message, response.error)
@@ -437,9 +516,9 @@ class DeployedChannel:
                     "b_message_id": message_id,
                     "b_metadata_id": metadata_id,
                     "STATUS": status.value,
-                    "SEND_ATTEMPTS": 1,
+                    "SEND_ATTEMPTS": int(send_date is not None),
                     "SEND_DATE": send_date,
-                    "RESPONSE_DATE": self.store.store.now(),
+                    "RESPONSE_DATE": send_date and self.store.store.now(),
                     "ERROR_CODE": error_code,
                 },
             )
@@ -454,14 +533,24 @@ class DeployedChannel:
                     "RECEIVED_DATE": ctx.received,
                     "STATUS": status.value,
                     "CONNECTOR_NAME": model.name,
-                    "SEND_ATTEMPTS": 1,
+                    "SEND_ATTEMPTS": int(send_date is not None),
                     "SEND_DATE": send_date,
-                    "RESPONSE_DATE": self.store.store.now(),
+                    "RESPONSE_DATE": send_date and self.store.store.now(),
                     "ERROR_CODE": error_code,
                     "CHAIN_ID": destination.chain_id,
                     "ORDER_ID": destination.order_id,
                 },
             )
+        if transformed is not None and storage.store_transformed:
+            self._add_content(
+                unit, message_id, metadata_id, ContentType.TRANSFORMED, transformed, "XML"
+            )
+        if verdict != Status.TRANSFORMED:
+            if error:
+                self._add_content(
+                    unit, message_id, metadata_id, ContentType.PROCESSING_ERROR, error, None
+                )
+            return status
         if storage.store_destination_encoded:
             self._add_content(
                 unit, message_id, metadata_id, ContentType.ENCODED, encoded, model.outboundDataType
@@ -489,6 +578,33 @@ class DeployedChannel:
                 unit, message_id, metadata_id, ContentType.PROCESSING_ERROR, error, None
             )
         return status
+
+    async def _send(
+        self,
+        destination: DestinationRuntime,
+        ctx: MessageContext,
+        encoded: str,
+        properties: Mapping[str, Any],
+    ) -> Response:
+        request = SendRequest(
+            channel_id=self.id,
+            message_id=ctx.message_id,
+            metadata_id=destination.model.metaDataId,
+            encoded=encoded,
+            properties=properties,
+            maps={**ctx.source_map, **ctx.channel_map},
+        )
+        try:
+            return await destination.connector.send(request)
+        except Exception as exc:
+            log.warning(
+                "channel %s: destination %r failed to send message %d: %s",
+                self.channel.name,
+                destination.model.name,
+                ctx.message_id,
+                exc,
+            )
+            return Response(Status.ERROR, error=f"{type(exc).__name__}: {exc}")
 
     def _render_properties(
         self, destination: DestinationRuntime, ctx: MessageContext, encoded: str

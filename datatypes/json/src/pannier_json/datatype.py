@@ -86,6 +86,10 @@ class JSONDataType(DataType):
         ``None``."""
         return decode(raw)
 
+    def encode(self, message: Any) -> str:
+        """A transformed value back to JSON text (compact, non-ASCII kept as is)."""
+        return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
     def metadata(self, raw: str) -> dict[str, str]:
         """Empty: Mirth's ``JSONSerializer.populateMetaData`` sets nothing."""
         return {}

@@ -202,6 +202,10 @@ class XMLDataType(DataType):
         loaded."""
         parse_document(raw)
 
+    def encode(self, message: Any) -> str:
+        """A transformed document back to text."""
+        return str(etree.tostring(message, encoding="unicode"))
+
     def parse(self, raw: str) -> etree._Element:
         """The root element of the document the transformer works on: :meth:`to_xml` of
         ``raw``. With ``stripNamespaces`` elements keep their prefixes without a namespace

@@ -1,0 +1,200 @@
+"""Filters and transformers written in Python, compiled once per deploy.
+
+A filter is a list of rules; a transformer a list of steps (``Element`` in the channel model).
+Kinds the kernel runs:
+
+* ``python`` — ``code``: a Python expression (a rule's verdict) or statements (a rule
+  ``return``s its verdict), or ``callable``: ``"package.module:function"``. Either sees
+  ``msg`` (the parsed message, e.g. ``msg["PID.5.1"]``, assignable), ``raw``,
+  ``channel_map``, ``connector_map``, ``source_map`` (read-only), ``response_map`` and
+  ``logger``; a callable receives those of them its signature names.
+* ``rule`` (filter) — Mirth's rule builder: ``field`` (a message path), ``condition``
+  (EXISTS, NOT_EXIST, EQUALS, NOT_EQUAL, CONTAINS, NOT_CONTAIN) and ``values``.
+* ``mapper`` (transformer) — Mirth's mapper: ``variable`` set to the value at ``mapping``
+  (a message path), or ``defaultValue`` when empty, in the map ``scope`` (channel,
+  connector or response).
+
+Rules combine left to right with their ``operator`` (AND binds tighter than OR, as in the
+JavaScript Mirth generates); an empty filter accepts. Scripts are trusted code written by
+channel administrators: they run in the engine's process with its permissions.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import logging
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from pannier.model.channel import Element, Filter, Transformer
+
+log = logging.getLogger("pannier.script")
+
+Scope = dict[str, Any]
+Compiled = Callable[[Scope], Any]
+NAMES = ("msg", "raw", "channel_map", "connector_map", "source_map", "response_map", "logger")
+
+
+class ScriptError(Exception):
+    """A filter or transformer cannot be compiled; the text names the element."""
+
+
+@dataclass(frozen=True)
+class CompiledFilter:
+    rules: tuple[tuple[str, Compiled], ...]
+
+    def accepts(self, scope: Scope) -> bool:
+        """Evaluate the rules with Mirth's operators (AND before OR)."""
+        if not self.rules:
+            return True
+        any_group = False
+        group = True
+        for index, (operator, rule) in enumerate(self.rules):
+            if index and operator == "OR":
+                any_group = any_group or group
+                group = True
+            group = group and bool(rule(scope))
+        return any_group or group
+
+
+@dataclass(frozen=True)
+class CompiledTransformer:
+    steps: tuple[Compiled, ...]
+
+    def run(self, scope: Scope) -> None:
+        for step in self.steps:
+            step(scope)
+
+
+def _function(name: str, code: str, *, verdict: bool) -> Compiled:
+    try:
+        if verdict:
+            try:
+                ast.parse(code.strip(), mode="eval")
+                body = f"return ({code.strip()})"
+            except SyntaxError:
+                body = code
+        else:
+            body = code
+        source = f"def __element({', '.join(NAMES)}):\n{textwrap.indent(body, '    ')}\n    pass\n"
+        namespace: dict[str, Any] = {}
+        exec(compile(source, f"<{name}>", "exec"), namespace)
+    except SyntaxError as exc:
+        raise ScriptError(f"{name}: {exc.msg} (line {exc.lineno})") from None
+    function = namespace["__element"]
+    return lambda scope: function(**scope)
+
+
+def _callable(name: str, target: str) -> Compiled:
+    module_name, _, attribute = target.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ScriptError(f"{name}: cannot import {target!r}: {exc}") from None
+    wanted = [p for p in inspect.signature(function).parameters if p in NAMES]
+    return lambda scope: function(**{key: scope[key] for key in wanted})
+
+
+def _path_value(scope: Scope, path: str) -> str:
+    try:
+        value = scope["msg"][path]
+    except (KeyError, IndexError, ValueError, TypeError):
+        return ""
+    return "" if value is None else str(value)
+
+
+_CONDITIONS: dict[str, Callable[[str, list[str]], bool]] = {
+    "EXISTS": lambda value, _values: value != "",
+    "NOT_EXIST": lambda value, _values: value == "",
+    "EQUALS": lambda value, values: value in values,
+    "NOT_EQUAL": lambda value, values: value not in values,
+    "CONTAINS": lambda value, values: any(v in value for v in values),
+    "NOT_CONTAIN": lambda value, values: not any(v in value for v in values),
+}
+
+_SCOPES = {"channel": "channel_map", "connector": "connector_map", "response": "response_map"}
+
+
+def _element(element: Element, where: str, *, verdict: bool) -> Compiled:
+    name = f"{where} {element.kind} {element.name!r}" if element.name else f"{where} {element.kind}"
+    settings = element.settings
+    if element.kind == "python":
+        if "callable" in settings:
+            return _callable(name, str(settings["callable"]))
+        if "code" not in settings:
+            raise ScriptError(f"{name}: needs 'code' or 'callable'")
+        return _function(name, str(settings["code"]), verdict=verdict)
+    if element.kind == "rule" and verdict:
+        condition = str(settings.get("condition", "EXISTS")).upper()
+        if condition not in _CONDITIONS:
+            raise ScriptError(
+                f"{name}: condition {condition!r}; expected one of {', '.join(_CONDITIONS)}"
+            )
+        path = str(settings.get("field", ""))
+        values = [str(v) for v in settings.get("values", [])]
+        check = _CONDITIONS[condition]
+        return lambda scope: check(_path_value(scope, path), values)
+    if element.kind == "mapper" and not verdict:
+        variable = str(settings.get("variable", ""))
+        mapping = str(settings.get("mapping", ""))
+        default = str(settings.get("defaultValue", ""))
+        scope_name = _SCOPES.get(str(settings.get("scope", "channel")).lower())
+        if not variable or scope_name is None:
+            raise ScriptError(
+                f"{name}: needs 'variable' and a scope of channel, connector or response"
+            )
+
+        def mapper(scope: Scope) -> None:
+            scope[scope_name][variable] = _path_value(scope, mapping) or default
+
+        return mapper
+    kinds = "python, rule" if verdict else "python, mapper"
+    raise ScriptError(
+        f"{name}: kind {element.kind!r} cannot run here (expected {kinds}; "
+        f"Mirth JavaScript elements need a JavaScript script engine plugin)"
+    )
+
+
+def compile_filter(filter_: Filter, where: str) -> CompiledFilter:
+    return CompiledFilter(
+        tuple(
+            (rule.operator, _element(rule, f"{where} filter", verdict=True))
+            for rule in filter_.rules
+            if rule.enabled
+        )
+    )
+
+
+def compile_transformer(transformer: Transformer, where: str) -> CompiledTransformer:
+    return CompiledTransformer(
+        tuple(
+            _element(step, f"{where} transformer", verdict=False)
+            for step in transformer.steps
+            if step.enabled
+        )
+    )
+
+
+def make_scope(
+    msg: Any,
+    raw: str,
+    channel_map: dict[str, Any],
+    connector_map: dict[str, Any],
+    source_map: Mapping[str, Any],
+    response_map: dict[str, Any],
+    logger: logging.Logger,
+) -> Scope:
+    return {
+        "msg": msg,
+        "raw": raw,
+        "channel_map": channel_map,
+        "connector_map": connector_map,
+        "source_map": MappingProxyType(dict(source_map)),
+        "response_map": response_map,
+        "logger": logger,
+    }
