@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from pannier.config import load_config
 from pannier.engine import DeployError, Engine
 from pannier.model.channel_file import channel_from_dict
@@ -14,7 +13,7 @@ from pannier_mllp import send_mllp
 
 from .test_end_to_end import example_channel, query, segments, start, write_config
 
-TRANSFORM = '''
+TRANSFORM = """
 [[source.transformer.steps]]
 kind = "python"
 name = "upper-case family name"
@@ -25,7 +24,7 @@ kind = "mapper"
 variable = "mrn"
 mapping = "PID.3.1"
 scope = "channel"
-'''
+"""
 
 
 def with_source_scripts(text: str, scripts: str, response: str | None = None) -> str:
@@ -39,8 +38,9 @@ async def test_transformer_changes_the_message_and_fills_the_channel_map(
     nursery, tmp_path, hl7_sample
 ) -> None:
     channel = with_source_scripts(example_channel(), TRANSFORM)
-    channel = channel.replace('outputPattern = "${message.messageId}.hl7"',
-                              'outputPattern = "${mrn}.hl7"')
+    channel = channel.replace(
+        'outputPattern = "${message.messageId}.hl7"', 'outputPattern = "${mrn}.hl7"'
+    )
     engine, port = await start(nursery, write_config(tmp_path, channel))
     (ack,) = await send_mllp("127.0.0.1", port, [hl7_sample("adt_a01.hl7")], timeout=10)
     assert segments(ack)["MSA"][1] == "AA"
@@ -49,11 +49,12 @@ async def test_transformer_changes_the_message_and_fills_the_channel_map(
     assert "|EVERYMAN^Adam^A^III^Mr.|" in written.read_text()
     n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
     (transformed, data_type) = query(
-        engine, f"SELECT CONTENT, DATA_TYPE FROM D_MC{n} WHERE METADATA_ID = 0 AND "
-        f"CONTENT_TYPE = 3")[0]
+        engine, f"SELECT CONTENT, DATA_TYPE FROM D_MC{n} WHERE METADATA_ID = 0 AND CONTENT_TYPE = 3"
+    )[0]
     assert data_type == "XML" and "<PID.5.1>EVERYMAN</PID.5.1>" in transformed
-    (encoded,) = query(engine, f"SELECT CONTENT FROM D_MC{n} WHERE METADATA_ID = 0 AND "
-                               f"CONTENT_TYPE = 4")[0]
+    (encoded,) = query(
+        engine, f"SELECT CONTENT FROM D_MC{n} WHERE METADATA_ID = 0 AND CONTENT_TYPE = 4"
+    )[0]
     assert "EVERYMAN^Adam" in encoded
     (raw,) = query(engine, f"SELECT CONTENT FROM D_MC{n} WHERE CONTENT_TYPE = 1")[0]
     assert "Everyman^Adam" in raw, "the raw message is kept as received"
@@ -62,27 +63,33 @@ async def test_transformer_changes_the_message_and_fills_the_channel_map(
 async def test_a_source_filter_rejects_with_ar_and_counts_filtered(
     nursery, tmp_path, hl7_sample
 ) -> None:
-    rule = '''
+    rule = """
 [[source.filter.rules]]
 kind = "rule"
 name = "results only"
 field = "MSH.9.1"
 condition = "EQUALS"
 values = ["ORU"]
-'''
-    channel = with_source_scripts(example_channel(), rule,
-                                  "Auto-generate (After source transformer)")
+"""
+    channel = with_source_scripts(
+        example_channel(), rule, "Auto-generate (After source transformer)"
+    )
     engine, port = await start(nursery, write_config(tmp_path, channel))
-    acks = await send_mllp("127.0.0.1", port, [hl7_sample("adt_a01.hl7"),
-                                               hl7_sample("oru_r01.hl7")], timeout=10)
+    acks = await send_mllp(
+        "127.0.0.1", port, [hl7_sample("adt_a01.hl7"), hl7_sample("oru_r01.hl7")], timeout=10
+    )
     assert [segments(a)["MSA"][1] for a in acks] == ["AR", "AA"]
     n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
     assert query(engine, f"SELECT MESSAGE_ID, ID, STATUS FROM D_MM{n} ORDER BY 1, 2") == [
-        (1, 0, "F"), (2, 0, "T"), (2, 1, "S")]
+        (1, 0, "F"),
+        (2, 0, "T"),
+        (2, 1, "S"),
+    ]
     for deployed in engine.channels.values():
         await deployed._flush_statistics()
-    assert query(engine, f"SELECT RECEIVED, FILTERED, SENT FROM D_MS{n} "
-                         f"WHERE METADATA_ID IS NULL") == [(2, 1, 1)]
+    assert query(
+        engine, f"SELECT RECEIVED, FILTERED, SENT FROM D_MS{n} WHERE METADATA_ID IS NULL"
+    ) == [(2, 1, 1)]
 
 
 async def test_a_failing_script_is_the_messages_error_not_the_channels(
@@ -97,48 +104,61 @@ total = 0
 ratio = 1 / total
 """
 '''
-    engine, port = await start(nursery, write_config(
-        tmp_path, with_source_scripts(example_channel(), step)))
+    engine, port = await start(
+        nursery, write_config(tmp_path, with_source_scripts(example_channel(), step))
+    )
     acks = await send_mllp("127.0.0.1", port, [hl7_sample("adt_a01.hl7")] * 2, timeout=10)
     assert [segments(a)["MSA"][1] for a in acks] == ["AE", "AE"]
     n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
-    (error,) = query(engine, f"SELECT CONTENT FROM D_MC{n} WHERE CONTENT_TYPE = 12 "
-                             f"AND MESSAGE_ID = 1")[0]
+    (error,) = query(
+        engine, f"SELECT CONTENT FROM D_MC{n} WHERE CONTENT_TYPE = 12 AND MESSAGE_ID = 1"
+    )[0]
     assert "ZeroDivisionError" in error and "divide" in error and "line 3" in error
 
 
 async def test_a_destination_filter_skips_only_that_destination(
     nursery, tmp_path, hl7_sample
 ) -> None:
-    channel = example_channel() + '''
+    channel = (
+        example_channel()
+        + """
 [[destinations.filter.rules]]
 kind = "python"
 code = "source_map['remoteAddress'] == '10.9.9.9'"
-'''
+"""
+    )
     engine, port = await start(nursery, write_config(tmp_path, channel))
     (ack,) = await send_mllp("127.0.0.1", port, [hl7_sample("adt_a01.hl7")], timeout=10)
     assert segments(ack)["MSA"][1] == "AR", "its only destination filtered it"
     assert not (tmp_path / "out").exists()
     n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
     assert query(engine, f"SELECT ID, STATUS, SEND_ATTEMPTS FROM D_MM{n} ORDER BY ID") == [
-        (0, "T", 1), (1, "F", 0)]
+        (0, "T", 1),
+        (1, "F", 0),
+    ]
 
 
-@pytest.mark.parametrize(("element", "message"), [
-    ({"kind": "python", "name": "broken", "code": "return ("}, "'broken'"),
-    ({"kind": "python", "callable": "no_such_module:fn"}, "cannot import 'no_such_module:fn'"),
-    ({"kind": "javascript", "script": "return true;"}, "JavaScript script engine plugin"),
-    ({"kind": "rule", "field": "PID.3", "condition": "LIKE"}, "condition 'LIKE'"),
-])
+@pytest.mark.parametrize(
+    ("element", "message"),
+    [
+        ({"kind": "python", "name": "broken", "code": "return ("}, "'broken'"),
+        ({"kind": "python", "callable": "no_such_module:fn"}, "cannot import 'no_such_module:fn'"),
+        ({"kind": "javascript", "script": "return true;"}, "JavaScript script engine plugin"),
+        ({"kind": "rule", "field": "PID.3", "condition": "LIKE"}, "condition 'LIKE'"),
+    ],
+)
 def test_scripts_that_cannot_run_stop_the_deploy_naming_the_element(
     tmp_path: Path, element, message
 ) -> None:
     config = tmp_path / "pannier.toml"
     config.write_text("[channels]\npaths = []\n[server]\ndata_dir = 'var'\n")
     engine = Engine(load_config(config, environ={}))
-    channel = channel_from_dict({
-        "name": "c", "source": {"transportName": "TCP Listener",
-                                "filter": {"rules": [element]}},
-        "destinations": [{"name": "d", "transportName": "File Writer"}]})
+    channel = channel_from_dict(
+        {
+            "name": "c",
+            "source": {"transportName": "TCP Listener", "filter": {"rules": [element]}},
+            "destinations": [{"name": "d", "transportName": "File Writer"}],
+        }
+    )
     with pytest.raises(DeployError, match=message):
         engine.prepare(channel)
