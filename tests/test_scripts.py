@@ -162,3 +162,51 @@ def test_scripts_that_cannot_run_stop_the_deploy_naming_the_element(
     )
     with pytest.raises(DeployError, match=message):
         engine.prepare(channel)
+
+
+async def test_channel_scripts_preprocess_postprocess_deploy_and_undeploy(
+    nursery, tmp_path, hl7_sample
+) -> None:
+    marker = tmp_path / "lifecycle.log"
+    scripts = f'''
+preprocessingScript = """
+channel_map["original_length"] = len(message)
+return message.replace("PANNIER|CLINIC", "PANNIER|WARD7")
+"""
+postprocessingScript = """
+return "processed " + channel_map["mrn"] + " of " + str(channel_map["original_length"])
+"""
+deployScript = "open({str(marker)!r}, 'a').write('deployed ' + channel_name + chr(10))"
+undeployScript = "open({str(marker)!r}, 'a').write('undeployed' + chr(10))"
+'''
+    channel = with_source_scripts(example_channel(), TRANSFORM, "Postprocessor")
+    channel = channel.replace("[properties]", scripts + "\n[properties]", 1)
+    engine, port = await start(nursery, write_config(tmp_path, channel))
+    assert marker.read_text() == "deployed ADT to file\n"
+    message = hl7_sample("adt_a01.hl7")
+    (response,) = await send_mllp("127.0.0.1", port, [message], timeout=10)
+    assert response.decode() == f"processed 555-44-3333 of {len(message)}"
+    n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+    (processed,) = query(engine, f"SELECT CONTENT FROM D_MC{n} WHERE CONTENT_TYPE = 2")[0]
+    assert "PANNIER|WARD7" in processed
+    assert "PANNIER|WARD7" in (tmp_path / "out" / "1.hl7").read_text()
+    engine.request_stop()
+    await engine.stopped.wait()
+    assert marker.read_text() == "deployed ADT to file\nundeployed\n"
+
+
+async def test_a_failing_postprocessor_is_stored_and_the_message_still_completes(
+    nursery, tmp_path, hl7_sample
+) -> None:
+    channel = example_channel().replace(
+        "[properties]",
+        "postprocessingScript = \"raise RuntimeError('audit down')\"\n[properties]",
+        1,
+    )
+    engine, port = await start(nursery, write_config(tmp_path, channel))
+    (ack,) = await send_mllp("127.0.0.1", port, [hl7_sample("adt_a01.hl7")], timeout=10)
+    assert segments(ack)["MSA"][1] == "AA"
+    n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+    assert query(engine, f"SELECT STATUS, ERROR_CODE FROM D_MM{n} WHERE ID = 0") == [("T", 2)]
+    (error,) = query(engine, f"SELECT CONTENT FROM D_MC{n} WHERE CONTENT_TYPE = 13")[0]
+    assert "RuntimeError: audit down" in error

@@ -35,12 +35,20 @@ from pannier.plugins import (
     notify,
 )
 from pannier.runtime.channel import (
+    LIFECYCLE_NAMES,
+    POSTPROCESSOR_NAMES,
+    PREPROCESSOR_NAMES,
     DeployedChannel,
     DestinationRuntime,
     MessageContext,
     SourceScripts,
 )
-from pannier.runtime.scripts import ScriptError, compile_filter, compile_transformer
+from pannier.runtime.scripts import (
+    ScriptError,
+    compile_filter,
+    compile_script,
+    compile_transformer,
+)
 from pannier.store.store import Store, new_server_id
 
 log = logging.getLogger("pannier.engine")
@@ -325,6 +333,16 @@ class Engine:
             transformer=self._compile(
                 compile_transformer, source_model.transformer, f"{where} source"
             ),
+            preprocessor=self._script(
+                channel.preprocessingScript, f"{where} preprocessor", PREPROCESSOR_NAMES
+            ),
+            postprocessor=self._script(
+                channel.postprocessingScript, f"{where} postprocessor", POSTPROCESSOR_NAMES
+            ),
+            deploy=self._script(channel.deployScript, f"{where} deploy script", LIFECYCLE_NAMES),
+            undeploy=self._script(
+                channel.undeployScript, f"{where} undeploy script", LIFECYCLE_NAMES
+            ),
         )
 
         destinations = []
@@ -362,6 +380,13 @@ class Engine:
                 )
             )
         return source, source_type, datatype, destinations, source_scripts
+
+    @staticmethod
+    def _script(script: Any, where: str, names: tuple[str, ...]) -> Any:
+        try:
+            return compile_script(script, where, names)
+        except ScriptError as exc:
+            raise DeployError(str(exc)) from None
 
     @staticmethod
     def _compile(compiler: Callable[[Any, str], T], element: Any, where: str) -> T:

@@ -42,7 +42,7 @@ from pannier.model.status import ContentType, Status
 from pannier.runtime import xstream
 from pannier.runtime.recovery import recover
 from pannier.runtime.response import select_response
-from pannier.runtime.scripts import CompiledFilter, CompiledTransformer, make_scope
+from pannier.runtime.scripts import Compiled, CompiledFilter, CompiledTransformer, make_scope
 from pannier.runtime.storage import StorageSettings, storage_settings
 from pannier.store.statistics import StatisticsAccumulator
 from pannier.store.store import (
@@ -89,9 +89,19 @@ class DestinationRuntime:
     transformer: CompiledTransformer = field(default_factory=lambda: CompiledTransformer(()))
 
 
+PREPROCESSOR_NAMES = ("message", "channel_map", "source_map", "logger")
+POSTPROCESSOR_NAMES = ("message", "channel_map", "source_map", "response_map", "logger")
+LIFECYCLE_NAMES = ("channel_id", "channel_name", "logger")
+
+
 @dataclass(frozen=True)
 class SourceScripts:
-    """The source connector's compiled filter and transformer."""
+    """The source connector's compiled filter and transformer, and the channel's scripts."""
+
+    preprocessor: Compiled | None = None
+    postprocessor: Compiled | None = None
+    deploy: Compiled | None = None
+    undeploy: Compiled | None = None
 
     filter: CompiledFilter = field(default_factory=lambda: CompiledFilter(()))
     transformer: CompiledTransformer = field(default_factory=lambda: CompiledTransformer(()))
@@ -166,6 +176,9 @@ class DeployedChannel:
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Start destinations, the statistics flush and the source; run until cancelled."""
         started: list[DestinationRuntime] = []
+        lifecycle = {"channel_id": self.id, "channel_name": self.channel.name, "logger": script_log}
+        if self.scripts.deploy is not None:
+            self.scripts.deploy(lifecycle)  # an error here fails the deploy, as in Mirth
         try:
             for destination in self.destinations:
                 await destination.connector.start()
@@ -180,6 +193,13 @@ class DeployedChannel:
                 task_status.started(self.bound)
         finally:
             self.state = "stopped"
+            if self.scripts.undeploy is not None:
+                try:
+                    self.scripts.undeploy(lifecycle)
+                except Exception as exc:
+                    log.error(
+                        "channel %s: undeploy script failed: %s", self.channel.name, _describe(exc)
+                    )
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 await self._flush_statistics(final=True)
                 for destination in started:
@@ -307,9 +327,11 @@ class DeployedChannel:
         try:
             if decode_error:
                 raise MessageParseError(decode_error)
+            raw = self._preprocess(raw, ctx, second)
             connector_map.update(self.datatype.metadata(raw))
             if self.scripts.empty:
                 self.datatype.validate(raw)
+                encoded = raw
                 source_status = Status.TRANSFORMED
             else:
                 source_status, encoded, transformed = self._filter_transform(
@@ -362,6 +384,7 @@ class DeployedChannel:
                 for chain in self.chains:
                     nursery.start_soon(self._run_chain, chain, ctx, second, raw, existing or {})
 
+        postprocessor_error = self._postprocess(ctx, source_status)
         response = select_response(
             self.response_variable,
             datatype=self.datatype,
@@ -380,8 +403,18 @@ class DeployedChannel:
                 "b_message_id": message_id,
                 "b_metadata_id": 0,
                 "STATUS": source_status.value,
-                "ERROR_CODE": ContentType.PROCESSING_ERROR.error_code if source_error else 0,
+                "ERROR_CODE": (ContentType.PROCESSING_ERROR.error_code if source_error else 0)
+                | (ContentType.POSTPROCESSOR_ERROR.error_code if postprocessor_error else 0),
             }
+            if postprocessor_error:
+                self._add_content(
+                    second,
+                    message_id,
+                    0,
+                    ContentType.POSTPROCESSOR_ERROR,
+                    postprocessor_error,
+                    None,
+                )
             if response is not None:
                 source_update.update(SEND_ATTEMPTS=1, RESPONSE_DATE=now)
                 if storage.store_sent_response:
@@ -411,6 +444,49 @@ class DeployedChannel:
             self.statistics.update(metadata_id, new, previous)
         self.engine.notify_message_finished(self.id, message_id, source_status, ctx)
         return response
+
+    def _preprocess(self, raw: str, ctx: MessageContext, unit: Unit) -> str:
+        """Run the preprocessor: its return value, when a string, replaces the message
+        (stored as PROCESSED_RAW); an error makes the message an error."""
+        if self.scripts.preprocessor is None:
+            return raw
+        result = self.scripts.preprocessor(
+            {
+                "message": raw,
+                "channel_map": ctx.channel_map,
+                "source_map": ctx.source_map,
+                "logger": script_log,
+            }
+        )
+        processed = result if isinstance(result, str) else raw
+        if self.storage.enabled and self.storage.store_processed_raw:
+            self._add_content(
+                unit, ctx.message_id, 0, ContentType.PROCESSED_RAW, processed, self.datatype.name
+            )
+        return processed
+
+    def _postprocess(self, ctx: MessageContext, source_status: Status) -> str:
+        """Run the postprocessor: its return value goes to the response map as
+        "Postprocessor"; returns the error text when it fails (stored, never fatal)."""
+        if self.scripts.postprocessor is None:
+            return ""
+        try:
+            result = self.scripts.postprocessor(
+                {
+                    "message": ctx.encoded or ctx.raw,
+                    "channel_map": ctx.channel_map,
+                    "source_map": ctx.source_map,
+                    "response_map": ctx.response_map,
+                    "logger": script_log,
+                }
+            )
+        except Exception as exc:
+            return _describe(exc)
+        if result is not None:
+            ctx.response_map["Postprocessor"] = (
+                result if isinstance(result, Response) else Response(Status.SENT, str(result))
+            )
+        return ""
 
     def _filter_transform(
         self,

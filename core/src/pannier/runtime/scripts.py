@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from pannier.model.channel import Element, Filter, Transformer
+from pannier.model.channel import Element, Filter, Script, Transformer
 
 log = logging.getLogger("pannier.script")
 
@@ -198,3 +198,26 @@ def make_scope(
         "response_map": response_map,
         "logger": logger,
     }
+
+
+def compile_script(script: Script, where: str, names: tuple[str, ...]) -> Compiled | None:
+    """A channel script (preprocessor, postprocessor, deploy, undeploy) as a function of the
+    scope names given; ``None`` when the script is empty. Its ``return`` value is the result
+    (the preprocessor's new message, the postprocessor's response)."""
+    if script.is_empty:
+        return None
+    if script.language.lower() != "python":
+        raise ScriptError(
+            f"{where}: {script.language} scripts need a script engine plugin for "
+            f"that language; only Python runs in the kernel"
+        )
+    source = (
+        f"def __script({', '.join(names)}):\n{textwrap.indent(script.code, '    ')}\n    pass\n"
+    )
+    namespace: dict[str, Any] = {}
+    try:
+        exec(compile(source, f"<{where}>", "exec"), namespace)
+    except SyntaxError as exc:
+        raise ScriptError(f"{where}: {exc.msg} (line {exc.lineno})") from None
+    function = namespace["__script"]
+    return lambda scope: function(**{name: scope[name] for name in names})
