@@ -32,7 +32,7 @@ from pannier.store.store import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-MESSAGE = (ROOT / "tests" / "fixtures" / "hl7" / "adt_a01.hl7").read_text()
+MESSAGE = (ROOT / "tests" / "fixtures" / "hl7" / "adt_a01.hl7").read_bytes().decode()  # keep CRs
 
 
 async def one_message(store: Store, cs: ChannelStore, server_id: str) -> None:

@@ -74,8 +74,10 @@ class FileWriter(DestinationConnector):
                 bool(properties["temporary"]),
             )
         except OSError as exc:
+            # QUEUED, as Mirth's dispatchers answer a failed delivery: a queued destination
+            # retries it, an unqueued one records it as an error.
             return Response(
-                Status.ERROR, error=f"File Writer: cannot write {path}: {exc.strerror or exc}"
+                Status.QUEUED, error=f"File Writer: cannot write {path}: {exc.strerror or exc}"
             )
         finally:
             self.setup.report_state("idle", {})

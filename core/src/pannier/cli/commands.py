@@ -12,6 +12,7 @@ from pathlib import Path
 
 import trio
 
+from pannier.cli.channel_commands import channel_command
 from pannier.cli.convert import convert_command
 from pannier.config import Config, ConfigError, load_config
 from pannier.engine import Engine
@@ -171,4 +172,5 @@ def core_commands() -> list[CliCommand]:
             "config", "check the configuration (pannier config check)", _configure_config, _config
         ),
         convert_command(),
+        channel_command(),
     ]

@@ -42,6 +42,9 @@ class Element:
     enabled: bool = True
     operator: Literal["AND", "OR", "NONE"] = "AND"
     settings: dict[str, Any] = field(default_factory=dict)
+    mirth_extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Mirth channel XML this object was imported from, kept so that parts Pannier does not
+    model survive an export (see :mod:`pannier.model.mirth_xml`)."""
 
 
 @dataclass
@@ -118,6 +121,9 @@ class Connector:
     """Only meaningful when ``mode == "SOURCE"``."""
     queue: QueueSettings = field(default_factory=QueueSettings)
     """Only meaningful when ``mode == "DESTINATION"``."""
+    mirth_extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Mirth channel XML this object was imported from, kept so that parts Pannier does not
+    model survive an export (see :mod:`pannier.model.mirth_xml`)."""
 
 
 @dataclass
@@ -168,6 +174,9 @@ class Channel:
     deployScript: Script = field(default_factory=Script)
     undeployScript: Script = field(default_factory=Script)
     properties: ChannelProperties = field(default_factory=ChannelProperties)
+    mirth_extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Mirth channel XML this object was imported from, kept so that parts Pannier does not
+    model survive an export (see :mod:`pannier.model.mirth_xml`)."""
 
     def __post_init__(self) -> None:
         highest = max((d.metaDataId for d in self.destinations), default=0)

@@ -40,6 +40,7 @@ from pannier.datatypes import DataType, MessageParseError
 from pannier.model.channel import Channel, Connector
 from pannier.model.status import ContentType, Status
 from pannier.runtime import xstream
+from pannier.runtime.queue import DestinationQueue
 from pannier.runtime.recovery import recover
 from pannier.runtime.response import select_response
 from pannier.runtime.scripts import Compiled, CompiledFilter, CompiledTransformer, make_scope
@@ -142,6 +143,11 @@ class DeployedChannel:
     ) -> None:
         self.engine = engine
         self.scripts = scripts or SourceScripts()
+        self.queues = {
+            d.model.metaDataId: DestinationQueue(self, d)
+            for d in destinations
+            if d.model.queue.queueEnabled
+        }
         self.channel = channel
         self.id = channel.id
         self.store = channel_store
@@ -188,6 +194,8 @@ class DeployedChannel:
                 # Unfinished work of this server first, in message id order, before any new
                 # message is accepted (mirth-compat §3.5).
                 self.recovered = await recover(self)
+                for queue in self.queues.values():  # after recovery, as Mirth (MIRTH-3467)
+                    nursery.start_soon(queue.run)
                 self.bound = await nursery.start(self._run_source)
                 self.state = "started"
                 task_status.started(self.bound)
@@ -440,6 +448,9 @@ class DeployedChannel:
                 )
             second.add(UPDATE_MESSAGE, self.store.mark_processed, {"b_message_id": message_id})
         await store.commit(second)
+        for metadata_id, queue in self.queues.items():
+            if ctx.response_map.get(f"d{metadata_id}", _NOT_QUEUED).status == Status.QUEUED:
+                queue.wake()
         for metadata_id, new, previous in ctx.stats:
             self.statistics.update(metadata_id, new, previous)
         self.engine.notify_message_finished(self.id, message_id, source_status, ctx)
@@ -568,10 +579,14 @@ class DeployedChannel:
         else:
             verdict = Status.TRANSFORMED
         if verdict == Status.TRANSFORMED:
-            properties = self._render_properties(destination, ctx, encoded)
-            send_date = self.store.store.now()
-            response = await self._send(destination, ctx, encoded, properties)
-        status = _fix_status(response.status, model.queue.queueEnabled)
+            properties = self.render_properties(destination, ctx, encoded)
+            queue = self.queues.get(metadata_id)
+            if queue is not None and not (model.queue.sendFirst and queue.depth == 0):
+                response = Response(Status.QUEUED, status_message="Message queued")
+            else:
+                send_date = self.store.store.now()
+                response = await self.send_with_retries(destination, ctx, encoded, properties)
+        status = fix_status(response.status, model.queue.queueEnabled)
         if status != response.status:
             response = Response(status, response.message, response.status_message, response.error)
         ctx.response_map[f"d{metadata_id}"] = response
@@ -640,7 +655,7 @@ class DeployedChannel:
                 xstream.serialize_properties(destination.type.mirth_properties_class, properties),
                 None,
             )
-        if storage.store_response:
+        if storage.store_response and status != Status.QUEUED:  # stored once it is sent
             self._add_content(
                 unit,
                 message_id,
@@ -655,7 +670,25 @@ class DeployedChannel:
             )
         return status
 
-    async def _send(
+    async def send_with_retries(
+        self,
+        destination: DestinationRuntime,
+        ctx: MessageContext,
+        encoded: str,
+        properties: Mapping[str, Any],
+    ) -> Response:
+        """Send in the pipeline: a QUEUED (failed) result is retried ``retryCount`` times,
+        ``retryIntervalMillis`` apart, as Mirth does before giving up or queueing."""
+        settings = destination.model.queue
+        response = await self.send(destination, ctx, encoded, properties)
+        for _ in range(settings.retryCount):
+            if response.status != Status.QUEUED:
+                break
+            await trio.sleep(settings.retryIntervalMillis / 1000)
+            response = await self.send(destination, ctx, encoded, properties)
+        return response
+
+    async def send(
         self,
         destination: DestinationRuntime,
         ctx: MessageContext,
@@ -682,7 +715,7 @@ class DeployedChannel:
             )
             return Response(Status.ERROR, error=f"{type(exc).__name__}: {exc}")
 
-    def _render_properties(
+    def render_properties(
         self, destination: DestinationRuntime, ctx: MessageContext, encoded: str
     ) -> Mapping[str, Any]:
         properties = destination.model.properties
@@ -742,7 +775,10 @@ class DeployedChannel:
             self.statistics.restore(deltas)
 
 
-def _fix_status(status: Status, queue_enabled: bool) -> Status:
+_NOT_QUEUED = Response(Status.SENT)
+
+
+def fix_status(status: Status, queue_enabled: bool) -> Status:
     """Mirth's ``Response.fixStatus``: only S, E, F, Q are final; Q needs a queue."""
     if status not in (Status.SENT, Status.ERROR, Status.FILTERED, Status.QUEUED):
         return Status.ERROR

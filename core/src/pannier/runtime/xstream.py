@@ -18,7 +18,9 @@ MIRTH_VERSION = "4.5.2"
 
 
 def _text(value: str) -> str:
-    return escape(value, {'"': "&quot;"})
+    # CR as a character reference, as XStream writes it: a literal CR would come back as LF
+    # from any XML parser (line-end normalisation) and change an HL7 message.
+    return escape(value, {'"': "&quot;", "\r": "&#13;"})
 
 
 def _value(value: Any, indent: str) -> str:
@@ -95,4 +97,25 @@ def parse_map(text: str) -> dict[str, Any]:
             values[key.text or ""] = float(raw)
         else:
             values[key.text or ""] = raw
+    return values
+
+
+def parse_properties(text: str, like: Mapping[str, Any]) -> dict[str, Any]:
+    """Read sent content written by :func:`serialize_properties` back into properties, with
+    each value converted to the type of the same key in ``like`` (the connector's
+    properties), so a queued message is resent exactly as it was rendered."""
+    values: dict[str, Any] = dict(like)
+    for element in ElementTree.fromstring(text):
+        if element.tag == "pluginProperties" or element.tag not in like:
+            continue
+        raw = element.text or ""
+        current = like[element.tag]
+        if isinstance(current, bool):
+            values[element.tag] = raw == "true"
+        elif isinstance(current, int):
+            values[element.tag] = int(raw) if raw.lstrip("-").isdigit() else raw
+        elif isinstance(current, float):
+            values[element.tag] = float(raw)
+        else:
+            values[element.tag] = raw
     return values

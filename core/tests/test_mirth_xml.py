@@ -1,0 +1,571 @@
+"""Mirth 4.5.2 channel XML ⇄ the channel model ⇄ TOML channel files, and ``pannier channel``."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+from pannier.cli.channel_commands import channel_command
+from pannier.model.channel import Element, Script
+from pannier.model.channel_file import channel_from_dict, load_channel_file
+from pannier.model.mirth_xml import (
+    MirthXmlError,
+    channel_from_xml,
+    channel_to_toml,
+    channel_to_xml,
+    js_to_path,
+    js_to_value,
+    mirth_extra,
+    path_to_js,
+    value_to_js,
+)
+from pannier.model.status import StorageMode
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "channels" / "mirth-4.5.2-tcp-hl7-two-destinations.xml"
+
+
+def fixture_text() -> str:
+    return FIXTURE.read_text(encoding="utf-8")
+
+
+def _tree(text: str) -> Any:
+    parser = etree.XMLParser(remove_blank_text=True)
+    return etree.fromstring(text.encode("utf-8"), parser)
+
+
+def tree_differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """Differences between two XML trees: tags, attributes, child order and leaf text
+    (whitespace between elements ignored; an empty element equals one with empty text)."""
+    here = f"{path}/{a.tag}"
+    if a.tag != b.tag:
+        return [f"{here}: tag {a.tag} != {b.tag}"]
+    out = []
+    if dict(a.attrib) != dict(b.attrib):
+        out.append(f"{here}: attributes {dict(a.attrib)} != {dict(b.attrib)}")
+    if len(a) == 0 and len(b) == 0:
+        if (a.text or "") != (b.text or ""):
+            out.append(f"{here}: text {a.text!r} != {b.text!r}")
+        return out
+    if [c.tag for c in a] != [c.tag for c in b]:
+        return [*out, f"{here}: children {[c.tag for c in a]} != {[c.tag for c in b]}"]
+    for x, y in zip(a, b, strict=True):
+        out += tree_differences(x, y, here)
+    return out
+
+
+# --- import ---------------------------------------------------------------------------------------
+
+
+def test_import_maps_channel_fields() -> None:
+    channel = channel_from_xml(fixture_text())
+    assert channel.id == "8f0e6b2a-3c1d-4e5f-9a7b-2d4c6e8f0a1b"
+    assert channel.name == "ADT Router"
+    assert channel.revision == 7
+    assert channel.nextMetaDataId == 3
+    assert channel.description.startswith("Receives ADT over MLLP")
+    props = channel.properties
+    assert props.messageStorageMode == StorageMode.PRODUCTION
+    assert props.initialState == "STARTED"
+    assert props.storeAttachments is True
+    assert props.clearGlobalChannelMap is True
+    assert [(c.name, c.type, c.mappingName) for c in props.metaDataColumns] == [
+        ("SOURCE", "STRING", "mirth_source"),
+        ("TYPE", "STRING", "mirth_type"),
+        ("PATIENT_ID", "STRING", "patientId"),
+    ]
+    # Mirth's default (no-op) scripts import as empty JavaScript scripts
+    for script in (
+        channel.preprocessingScript,
+        channel.postprocessingScript,
+        channel.deployScript,
+        channel.undeployScript,
+    ):
+        assert script == Script(code="", language="javascript")
+
+
+def test_import_maps_tcp_listener_source() -> None:
+    source = channel_from_xml(fixture_text()).source
+    assert (source.metaDataId, source.name, source.mode) == (0, "sourceConnector", "SOURCE")
+    assert source.transportName == "TCP Listener"
+    assert source.properties["host"] == "0.0.0.0"
+    assert source.properties["port"] == "6661"  # a string, as Mirth stores it
+    assert source.properties["startOfMessageBytes"] == "0B"
+    assert source.properties["endOfMessageBytes"] == "1C0D"
+    assert source.properties["pluginPointName"] == "MLLP"
+    assert source.properties["maxConnections"] == "10"
+    assert source.properties["charsetEncoding"] == "DEFAULT_ENCODING"
+    assert "reconnectInterval" not in source.properties  # kept opaquely, not in the model
+    settings = source.source
+    assert settings.responseVariable == "Auto-generate (After source transformer)"
+    assert settings.respondAfterProcessing is True
+    assert settings.processBatch is False
+    assert settings.firstResponse is False
+    assert settings.processingThreads == 1
+    assert settings.queueBufferSize == 1000
+    assert (source.inboundDataType, source.outboundDataType) == ("HL7V2", "HL7V2")
+    # only HL7 v2 properties that differ from Mirth's defaults are in the model
+    assert source.inboundProperties == {"successfulACKMessage": "Accepted by ADT Router"}
+    assert source.outboundProperties == {}
+
+
+def test_import_maps_filter_and_transformer() -> None:
+    source = channel_from_xml(fixture_text()).source
+    [rule] = source.filter.rules
+    assert rule == Element(
+        kind="rule",
+        name="Accept ADT A01 A04 A08",
+        enabled=True,
+        operator="NONE",
+        settings={"field": "MSH.9.2", "condition": "EQUALS", "values": ["A01", "A04", "A08"]},
+    )
+    script_step, mapper = source.transformer.steps
+    assert script_step.kind == "javascript"
+    assert script_step.name == "Normalise sending facility"
+    assert script_step.settings["code"].startswith("var facility = msg['MSH']")
+    assert "facility.length > 0 && facility != 'MAIN'" in script_step.settings["code"]
+    assert mapper.kind == "mapper"
+    assert mapper.settings == {
+        "variable": "patientId",
+        "mapping": "PID.3.1",
+        "defaultValue": "UNKNOWN",
+        "replacements": [],
+        "scope": "CHANNEL",
+    }
+
+
+def test_import_maps_destinations() -> None:
+    archive, emr = channel_from_xml(fixture_text()).destinations
+    assert (archive.metaDataId, archive.name, archive.transportName) == (
+        1,
+        "Archive to file",
+        "File Writer",
+    )
+    assert archive.properties["directory"] == "/var/spool/adt/archive"  # Mirth's "host"
+    assert archive.properties["outputPattern"] == "${message.messageId}.hl7"
+    assert archive.properties["outputAppend"] == "false"
+    assert "scheme" not in archive.properties
+    assert archive.queue.queueEnabled is False
+    assert archive.waitForPrevious is True
+
+    assert (emr.metaDataId, emr.transportName, emr.waitForPrevious) == (2, "TCP Sender", False)
+    assert emr.properties["remoteAddress"] == "emr.example.org"
+    assert emr.properties["remotePort"] == "6662"
+    assert emr.properties["responseTimeout"] == "10000"
+    queue = emr.queue
+    assert queue.queueEnabled is True
+    assert queue.sendFirst is True
+    assert queue.retryIntervalMillis == 30000
+    assert queue.retryCount == 5
+    assert queue.threadCount == 2
+    assert queue.threadAssignmentVariable == "patientId"
+    assert queue.validateResponse is True
+    assert queue.queueBufferSize == 1000
+    assert queue.reattachAttachments is True
+    [step] = emr.responseTransformer.steps
+    assert step.kind == "javascript" and "logger.warn" in step.settings["code"]
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+
+def test_export_is_tree_equal_to_the_input() -> None:
+    exported = channel_to_xml(channel_from_xml(fixture_text()))
+    assert tree_differences(_tree(fixture_text()), _tree(exported)) == []
+
+
+def test_export_then_import_gives_an_equal_model() -> None:
+    channel = channel_from_xml(fixture_text())
+    again = channel_from_xml(channel_to_xml(channel))
+    assert again == channel
+    assert channel_to_xml(again) == channel_to_xml(channel)
+
+
+def test_export_starts_like_a_mirth_export_and_orders_fields_as_mirth() -> None:
+    exported = channel_to_xml(channel_from_xml(fixture_text()))
+    assert exported.startswith('<channel version="4.5.2">\n  <id>')
+    root = _tree(exported)
+    assert [c.tag for c in root] == [
+        "id",
+        "nextMetaDataId",
+        "name",
+        "description",
+        "revision",
+        "sourceConnector",
+        "destinationConnectors",
+        "preprocessingScript",
+        "postprocessingScript",
+        "deployScript",
+        "undeployScript",
+        "properties",
+        "exportData",
+    ]
+
+
+def test_model_changes_are_written_in_place() -> None:
+    channel = channel_from_xml(fixture_text())
+    channel.source.properties["port"] = "7777"
+    channel.destinations[0].properties["directory"] = "/srv/out"
+    channel.destinations[1].queue.retryCount = 9
+    channel.source.filter.rules[0].settings["values"] = ["A01", "it's"]
+    channel.source.inboundProperties = {}
+    channel.properties.messageStorageMode = StorageMode.RAW
+    channel.deployScript = Script("logger.info('deployed');", "javascript")
+    root = _tree(channel_to_xml(channel))
+    source = root.find("sourceConnector/properties")
+    assert source.findtext("listenerConnectorProperties/port") == "7777"
+    assert source.findtext("reconnectInterval") == "5000"  # unmapped field kept
+    destinations = root.findall("destinationConnectors/connector")
+    assert destinations[0].findtext("properties/host") == "/srv/out"
+    assert destinations[0].findtext("properties/scheme") == "FILE"
+    assert destinations[1].findtext("properties/destinationConnectorProperties/retryCount") == "9"
+    rule = root.find("sourceConnector/filter/elements")[0]
+    assert [v.text for v in rule.find("values")] == ["'A01'", '"it\'s"']
+    assert rule.findtext("field") == "msg['MSH']['MSH.9']['MSH.9.2'].toString()"
+    ack = root.findtext(
+        "sourceConnector/transformer/inboundProperties/responseGenerationProperties/"
+        "successfulACKMessage"
+    )
+    assert ack in (None, "")
+    assert root.findtext("properties/messageStorageMode") == "RAW"
+    assert root.findtext("deployScript") == "logger.info('deployed');"
+    assert root.findtext("preprocessingScript").startswith("// Modify the message")
+
+
+def test_unknown_parts_survive_a_round_trip() -> None:
+    """An unknown connector class, unknown elements and fields come back unchanged."""
+    root = _tree(fixture_text())
+    connectors = root.find("destinationConnectors")
+    http = copy.deepcopy(connectors[1])
+    http.find("metaDataId").text = "3"
+    http.find("name").text = "Notify portal"
+    http.find("transportName").text = "HTTP Sender"
+    properties = http.find("properties")
+    for child in list(properties)[2:]:
+        properties.remove(child)
+    properties.set("class", "com.mirth.connect.connectors.http.HttpDispatcherProperties")
+    for tag, text in (("host", "https://portal.example.org/adt"), ("method", "post")):
+        etree.SubElement(properties, tag).text = text
+    headers = etree.SubElement(properties, "headers", {"class": "linked-hash-map"})
+    entry = etree.SubElement(headers, "entry")
+    etree.SubElement(entry, "string").text = "X-Token"
+    etree.SubElement(etree.SubElement(entry, "list"), "string").text = "${token}"
+    xslt = etree.SubElement(
+        http.find("transformer/elements"),
+        "com.mirth.connect.plugins.xsltstep.XsltStep",
+        {"version": "4.5.2"},
+    )
+    for tag, text in (
+        ("name", "to CDA"),
+        ("sequenceNumber", "0"),
+        ("enabled", "true"),
+        ("sourceXml", "msg"),
+        ("resultVariable", "cda"),
+        ("template", "<xsl:stylesheet/>"),
+        ("useCustomFactory", "false"),
+        ("customFactory", ""),
+    ):
+        etree.SubElement(xslt, tag).text = text
+    rule = etree.SubElement(
+        http.find("filter/elements"),
+        "com.mirth.connect.plugins.rulebuilder.RuleBuilderRule",
+        {"version": "4.5.2"},
+    )
+    for tag, text in (
+        ("name", ""),
+        ("sequenceNumber", "0"),
+        ("enabled", "false"),
+        ("operator", "NONE"),
+        ("field", "msg['PID'][1]['PID.5'].toString()"),  # not a plain path: stays JavaScript
+        ("condition", "EXISTS"),
+    ):
+        etree.SubElement(rule, tag).text = text
+    etree.SubElement(rule, "values")
+    connectors.append(http)
+    etree.SubElement(root.find("properties"), "futureField").text = "kept"
+    root.find("nextMetaDataId").text = "4"
+    text = etree.tostring(root, encoding="unicode")
+
+    channel = channel_from_xml(text)
+    portal = channel.destinations[2]
+    assert portal.transportName == "HTTP Sender"
+    assert portal.properties == {}
+    assert portal.queue.queueEnabled is True  # destinationConnectorProperties still mapped
+    assert portal.transformer.steps[0].kind == "com.mirth.connect.plugins.xsltstep.XsltStep"
+    assert portal.transformer.steps[0].settings["resultVariable"] == "cda"
+    assert portal.filter.rules[0].kind == "com.mirth.connect.plugins.rulebuilder.RuleBuilderRule"
+    assert portal.filter.rules[0].enabled is False
+    exported = channel_to_xml(channel)
+    assert tree_differences(_tree(text), _tree(exported)) == []
+    assert channel_from_xml(exported) == channel
+
+
+def test_export_data_can_be_left_out_for_the_channel_table() -> None:
+    channel = channel_from_xml(fixture_text())
+    assert _tree(channel_to_xml(channel)).find("exportData") is not None
+    assert _tree(channel_to_xml(channel, export_data=False)).find("exportData") is None
+
+
+def test_opaque_store_is_not_part_of_equality() -> None:
+    channel = channel_from_xml(fixture_text())
+    assert "channel" in mirth_extra(channel)
+    assert "connector" in mirth_extra(channel.source)
+    assert "element" in mirth_extra(channel.source.filter.rules[0])
+    plain = channel_from_dict(tomllib.loads(channel_to_toml(channel)))
+    assert mirth_extra(plain) == {}
+    assert plain == channel
+
+
+def test_paths_and_values_translate_both_ways() -> None:
+    assert path_to_js("PID.5.1") == "msg['PID']['PID.5']['PID.5.1'].toString()"
+    assert js_to_path("msg['PID']['PID.5']['PID.5.1'].toString()") == "PID.5.1"
+    assert js_to_path("msg['PID']['PID.5.1'].toString()") is None  # not Mirth's full form
+    assert js_to_path("msg['PID'][1]['PID.5'].toString()") is None
+    assert js_to_path("channelMap.get('x')") is None
+    assert js_to_value("'A01'") == "A01"
+    assert js_to_value('"A01"') is None  # would not come back the same
+    assert js_to_value("A01") is None
+    assert value_to_js("it's") == '"it\'s"' and js_to_value('"it\'s"') == "it's"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("<channel", "not well-formed XML"),
+        ("<connector/>", "expected a <channel> root element"),
+        ('<channel version="4.5.2"><name>x</name></channel>', "<sourceConnector> is missing"),
+        (
+            "<channel><revision>seven</revision><sourceConnector><transportName>TCP Listener"
+            "</transportName></sourceConnector></channel>",
+            "channel/revision: expected an integer",
+        ),
+    ],
+)
+def test_bad_xml_is_named(text: str, message: str) -> None:
+    with pytest.raises(MirthXmlError, match=message):
+        channel_from_xml(text)
+
+
+# --- without kept XML: written from Mirth's defaults ---------------------------------------------
+
+
+def _python_channel() -> Any:
+    return channel_from_dict(
+        {
+            "id": "0b6a4b1e-52a1-4a53-8d58-3a0f7f3c2d10",
+            "name": "Python ADT",
+            "properties": {"messageStorageMode": "PRODUCTION"},
+            "preprocessingScript": {"code": "return message", "language": "python"},
+            "source": {
+                "transportName": "TCP Listener",
+                "processingThreads": 2,
+                "properties": {"port": 6662},
+                "filter": {
+                    "rules": [
+                        {
+                            "kind": "rule",
+                            "field": "MSH.9.1",
+                            "condition": "EQUALS",
+                            "values": ["ADT"],
+                        },
+                        {"kind": "python", "operator": "OR", "code": "msg['MSH.9.2'] == 'A08'"},
+                    ]
+                },
+                "transformer": {
+                    "steps": [{"kind": "mapper", "variable": "mrn", "mapping": "PID.3.1"}]
+                },
+            },
+            "destinations": [
+                {"name": "out", "transportName": "File Writer", "properties": {"directory": "out"}},
+                {
+                    "name": "fwd",
+                    "transportName": "TCP Sender",
+                    "queueEnabled": True,
+                    "properties": {"remotePort": "6663"},
+                },
+            ],
+        }
+    )
+
+
+def test_channel_from_toml_exports_with_mirth_defaults_and_reimports_equal() -> None:
+    channel = _python_channel()
+    exported = channel_to_xml(channel)
+    root = _tree(exported)
+    source = root.find("sourceConnector")
+    assert source.find("properties").get("class") == (
+        "com.mirth.connect.connectors.tcp.TcpReceiverProperties"
+    )
+    assert source.findtext("properties/listenerConnectorProperties/port") == "6662"
+    assert source.findtext("properties/transmissionModeProperties/endOfMessageBytes") == "1C0D"
+    assert source.findtext("properties/sourceConnectorProperties/processingThreads") == "2"
+    assert source.findtext("transformer/inboundProperties/batchProperties/splitType") == (
+        "MSH_Segment"
+    )
+    [file_writer, sender] = root.findall("destinationConnectors/connector")
+    assert file_writer.findtext("properties/host") == "out"
+    assert file_writer.find("responseTransformer") is not None
+    assert sender.findtext("properties/destinationConnectorProperties/queueEnabled") == "true"
+    again = channel_from_xml(exported)
+    # Mirth's defaults come back as explicit properties (Mirth's text), the rest as written
+    assert again.source.properties["port"] == "6662"
+    assert again.source.properties["endOfMessageBytes"] == "1C0D"
+    assert again.destinations[1].properties["remotePort"] == "6663"
+    assert again.source.filter == channel.source.filter
+    assert again.source.transformer.steps[0].settings["mapping"] == "PID.3.1"
+    assert again.source.source == channel.source.source
+    assert [d.queue for d in again.destinations] == [d.queue for d in channel.destinations]
+    assert again.preprocessingScript == Script("return message", "javascript")  # see docs
+    third = channel_from_xml(channel_to_xml(again))
+    assert third == again
+    assert tree_differences(_tree(exported), _tree(channel_to_xml(again))) == []
+
+
+def test_a_connector_of_the_wrong_mode_is_refused() -> None:
+    channel = _python_channel()
+    channel.destinations[0].transportName = "TCP Listener"
+    with pytest.raises(MirthXmlError, match="not a destination connector"):
+        channel_to_xml(channel)
+    channel = _python_channel()
+    channel.destinations[0].transportName = "Carrier Pigeon"
+    with pytest.raises(MirthXmlError, match="no Mirth properties class"):
+        channel_to_xml(channel)
+
+
+# --- TOML -----------------------------------------------------------------------------------------
+
+
+def test_toml_form_loads_back_to_the_same_model(tmp_path: Path) -> None:
+    channel = channel_from_xml(fixture_text())
+    path = tmp_path / "adt.toml"
+    path.write_text(channel_to_toml(channel), encoding="utf-8")
+    assert load_channel_file(path) == channel
+
+
+def test_toml_strings_survive_awkward_text(tmp_path: Path) -> None:
+    channel = _python_channel()
+    awkward = 'a "quoted" \\ back\\slash\r\n"""triple""" \t tab \x01 é ${x}\n'
+    channel.description = awkward
+    channel.deployScript = Script(awkward, "python")
+    channel.source.properties["weird key.x"] = awkward
+    channel.source.transformer.steps.append(
+        Element("python", name=awkward, settings={"code": awkward, "n": 1.5, "m": {"a": [1]}})
+    )
+    path = tmp_path / "c.toml"
+    path.write_text(channel_to_toml(channel), encoding="utf-8")
+    assert load_channel_file(path) == channel
+
+
+# --- pannier channel ------------------------------------------------------------------------------
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    command = channel_command()
+    parser = argparse.ArgumentParser(prog="pannier channel")
+    command.configure(parser)
+    status = command.run(parser.parse_args(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_channel_import_writes_a_toml_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "adt.toml"
+    status, out, err = _run(["import", str(FIXTURE), "--to", str(target)], capsys)
+    assert (status, err) == (0, "")
+    assert str(target) in out and "'ADT Router'" in out
+    assert load_channel_file(target) == channel_from_xml(fixture_text())
+    status, _, err = _run(["import", str(FIXTURE), "--to", str(target)], capsys)
+    assert status == 2 and "exists; use --force" in err
+    assert _run(["import", str(FIXTURE), "--to", str(target), "--force"], capsys)[0] == 0
+
+
+def test_channel_export_prints_xml_and_toml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml_path = tmp_path / "adt.toml"
+    toml_path.write_text(channel_to_toml(channel_from_xml(fixture_text())), encoding="utf-8")
+    status, out, _ = _run(["export", str(toml_path), "--format", "toml"], capsys)
+    assert status == 0 and out == toml_path.read_text(encoding="utf-8")
+    status, out, _ = _run(["export", str(toml_path), "--format", "xml"], capsys)
+    assert status == 0 and channel_from_xml(out) == load_channel_file(toml_path)
+    status, out, _ = _run(["export", str(FIXTURE), "--format", "xml"], capsys)
+    assert status == 0 and tree_differences(_tree(fixture_text()), _tree(out)) == []
+    status, out, _ = _run(["export", str(FIXTURE), "--no-export-data"], capsys)
+    assert status == 0 and "<exportData>" not in out
+    latin = tmp_path / "latin.xml"
+    latin.write_bytes(
+        b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'
+        + fixture_text().replace("ADT Router", "ADT R\u00e9seau").encode("latin-1")
+    )
+    status, out, _ = _run(["export", str(latin), "--format", "toml"], capsys)
+    assert status == 0 and 'name = "ADT R\u00e9seau"' in out
+
+
+def test_channel_export_names_a_bad_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[source]\ntransportName = "TCP Listener"\nprot = 1\n')
+    status, out, err = _run(["export", str(bad)], capsys)
+    assert status == 2 and out == ""
+    assert str(bad) in err and "'prot'" in err
+    status, _, err = _run(["export", str(tmp_path / "missing.xml")], capsys)
+    assert status == 2 and "missing.xml: cannot read" in err
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory and configuration: the installed plugins, data in tmp."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PANNIER_CONFIG", raising=False)
+    config = tmp_path / "pannier.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path / "var"}"\n')
+    return config
+
+
+def test_channel_validate_accepts_good_channels(
+    isolated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    imported = channel_from_xml(fixture_text())
+    imported.source.transformer.steps = [  # the kernel runs no JavaScript
+        s for s in imported.source.transformer.steps if s.kind != "javascript"
+    ]
+    imported.destinations[1].responseTransformer.steps = []
+    imported.destinations[1].queue.threadCount = 1  # the engine runs one queue thread so far
+    from_mirth = tmp_path / "from-mirth.toml"
+    from_mirth.write_text(channel_to_toml(imported), encoding="utf-8")
+    python_channel = _python_channel()
+    python_channel.preprocessingScript = Script()  # Mirth XML does not say a script is Python
+    python = tmp_path / "python.xml"
+    python.write_text(channel_to_xml(python_channel), encoding="utf-8")
+    example = ROOT / "examples" / "channels" / "adt-to-file.toml"
+    status, out, err = _run(
+        ["validate", str(from_mirth), str(python), str(example), "--config", str(isolated)], capsys
+    )
+    assert (status, err) == (0, "")
+    assert out.count(" OK ") == 3
+
+
+def test_channel_validate_names_the_file_and_key(
+    isolated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = tmp_path / "wrong.toml"
+    channel = _python_channel()
+    channel.preprocessingScript = Script()
+    channel.source.properties["prot"] = "6661"
+    wrong.write_text(channel_to_toml(channel), encoding="utf-8")
+    status, out, err = _run(
+        ["validate", str(wrong), str(FIXTURE), "--config", str(isolated)], capsys
+    )
+    assert status == 2 and out == ""
+    first, second = err.strip().splitlines()
+    assert str(wrong) in first and "'prot'" in first
+    # the hand-written Mirth channel has JavaScript steps: named, not run
+    assert str(FIXTURE) in second and "Normalise sending facility" in second

@@ -1,0 +1,102 @@
+"""Destination queues: while the destination cannot deliver, messages are acknowledged and
+wait as QUEUED; once it can, they are delivered in order, also across a restart."""
+
+from __future__ import annotations
+
+import trio
+from pannier_mllp import send_mllp
+
+from .test_end_to_end import example_channel, query, segments, start, write_config
+
+QUEUED = """
+queueEnabled = true
+retryIntervalMillis = 100
+"""
+
+
+def queued_channel(extra: str = "") -> str:
+    channel = example_channel(directory="out")
+    channel = channel.replace(
+        'outputPattern = "${message.messageId}.hl7"', 'outputPattern = "all.hl7"'
+    )
+    channel = channel.replace("outputAppend = false", "outputAppend = true")
+    return channel.replace(
+        'transportName = "File Writer"\n', 'transportName = "File Writer"\n' + QUEUED + extra
+    )
+
+
+def control_ids(text: str) -> list[str]:
+    return [line.split("|")[9] for line in text.split("\r") if line.startswith("MSH|")]
+
+
+def messages(hl7_sample, count: int) -> list[bytes]:
+    template = hl7_sample("adt_a01.hl7")
+    return [template.replace(b"MSG00001", f"Q{i:03d}".encode()) for i in range(count)]
+
+
+async def wait_for(predicate, seconds: float = 15) -> None:
+    with trio.fail_after(seconds):
+        while not predicate():
+            await trio.sleep(0.05)
+
+
+async def test_messages_queue_while_down_and_are_delivered_in_order(
+    nursery, tmp_path, hl7_sample
+) -> None:
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the output directory should be: every write fails")
+    engine, port = await start(nursery, write_config(tmp_path, queued_channel()))
+    acks = await send_mllp("127.0.0.1", port, messages(hl7_sample, 5), timeout=10)
+    assert [segments(a)["MSA"][1] for a in acks] == ["AA"] * 5, "queued counts as accepted"
+    n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+    await trio.sleep(0.5)  # several retries fail meanwhile
+    assert {s for (s,) in query(engine, f"SELECT STATUS FROM D_MM{n} WHERE ID = 1")} == {"Q"}
+    (attempts,) = query(
+        engine, f"SELECT SEND_ATTEMPTS FROM D_MM{n} WHERE ID = 1 AND MESSAGE_ID = 1"
+    )[0]
+    assert attempts >= 2, "the head of the queue is retried"
+
+    blocker.unlink()  # the downstream comes back
+    written = tmp_path / "out" / "all.hl7"
+    await wait_for(
+        lambda: written.exists() and len(control_ids(written.read_bytes().decode())) == 5
+    )
+    assert control_ids(written.read_bytes().decode()) == [f"Q{i:03d}" for i in range(5)]
+    await wait_for(
+        lambda: {s for (s,) in query(engine, f"SELECT STATUS FROM D_MM{n} WHERE ID = 1")} == {"S"}
+    )
+    assert query(
+        engine, f"SELECT COUNT(*) FROM D_MC{n} WHERE METADATA_ID = 1 AND CONTENT_TYPE = 6"
+    ) == [(5,)], "each response stored once"
+    for deployed in engine.channels.values():
+        await deployed._flush_statistics()
+    assert query(engine, f"SELECT SENT FROM D_MS{n} WHERE METADATA_ID IS NULL") == [(5,)]
+
+
+async def test_a_queue_survives_a_restart(tmp_path, hl7_sample) -> None:
+    blocker = tmp_path / "out"
+    blocker.write_text("blocked")
+    config = write_config(tmp_path, queued_channel())
+    async with trio.open_nursery() as first:
+        engine, port = await start(first, config)
+        await send_mllp("127.0.0.1", port, messages(hl7_sample, 3), timeout=10)
+        engine.request_stop()
+    blocker.unlink()
+    async with trio.open_nursery() as second:
+        engine, _port = await start(second, config)
+        written = tmp_path / "out" / "all.hl7"
+        await wait_for(
+            lambda: written.exists() and len(control_ids(written.read_bytes().decode())) == 3
+        )
+        assert control_ids(written.read_bytes().decode()) == ["Q000", "Q001", "Q002"]
+        engine.request_stop()
+
+
+async def test_without_a_queue_a_failed_write_is_an_error(nursery, tmp_path, hl7_sample) -> None:
+    (tmp_path / "out").write_text("blocked")
+    channel = example_channel(directory="out")
+    engine, port = await start(nursery, write_config(tmp_path, channel))
+    (ack,) = await send_mllp("127.0.0.1", port, messages(hl7_sample, 1), timeout=10)
+    assert segments(ack)["MSA"][1] == "AE"
+    n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+    assert query(engine, f"SELECT STATUS FROM D_MM{n} WHERE ID = 1") == [("E",)]
