@@ -144,6 +144,8 @@ def _element(element: Element, where: str, *, verdict: bool) -> Compiled:
         mapping = str(settings.get("mapping", ""))
         default = str(settings.get("defaultValue", ""))
         scope_name = _SCOPES.get(str(settings.get("scope", "channel")).lower())
+        if settings.get("replacements"):
+            raise ScriptError(f"{name}: mapper replacements are not supported yet")
         if not variable or scope_name is None:
             raise ScriptError(
                 f"{name}: needs 'variable' and a scope of channel, connector or response"
