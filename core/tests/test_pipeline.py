@@ -324,3 +324,22 @@ fail = "error"
     _, filtered, sent, errors = derived("1 = 1")
     assert stats[None] == (received, filtered, sent, errors)
     assert stats[None] == (200, 0, 171, 29 + 171)
+
+
+async def test_the_router_dispatches_into_another_deployed_channel(start_engine) -> None:
+    import pytest
+    from pannier import ChannelNotDeployedError
+
+    kit = KitPlugin()
+    target = "22222222-2222-3333-4444-555555555555"
+    engine = await start_engine([channel_toml(), channel_toml(channel_id=target)], plugins=[kit])
+    setup = kit.sources[0].setup
+    assert setup.router is engine and setup.should_poll() is True
+    result = await setup.router.route(target, RawMessage("ORU|routed"))
+    assert result.response.message == "ACK:S"
+    n = rows(engine, f"SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS WHERE CHANNEL_ID = '{target}'")
+    assert rows(engine, f"SELECT CONTENT FROM D_MC{n[0][0]} WHERE CONTENT_TYPE = 1") == [
+        ("ORU|routed",)
+    ]
+    with pytest.raises(ChannelNotDeployedError, match="no channel with id 'nope'"):
+        await setup.router.route("nope", RawMessage("x"))

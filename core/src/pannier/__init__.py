@@ -6,6 +6,7 @@ This package is the public kernel API. Plugins import from here (and from the mo
 
 from pannier.bus import BusEvent, ClusterBus, ClusterBusSpec
 from pannier.connectors import (
+    ChannelNotDeployedError,
     ChannelStoppedError,
     ConnectorSetup,
     ConnectorType,
@@ -14,6 +15,7 @@ from pannier.connectors import (
     DispatchResult,
     RawMessage,
     Response,
+    Router,
     SendRequest,
     SourceConnector,
 )
@@ -29,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BusEvent",
+    "ChannelNotDeployedError",
     "ChannelStoppedError",
     "CliCommand",
     "ClusterBus",
@@ -47,6 +50,7 @@ __all__ = [
     "RawMessage",
     "Response",
     "Route",
+    "Router",
     "SendRequest",
     "SequenceAllocator",
     "SequenceAllocatorSpec",

@@ -85,6 +85,25 @@ class ChannelStoppedError(Exception):
     """The channel is stopping or stopped and accepts no new messages."""
 
 
+class ChannelNotDeployedError(ChannelStoppedError):
+    """No channel with that id is deployed on this engine."""
+
+
+class Router(Protocol):
+    """Sends a message into another channel of the same engine (Mirth's ``router`` and the
+    Channel Writer): the target channel stores and processes it as if its source had received
+    it, and the call returns that channel's result."""
+
+    async def route(self, channel_id: str, message: RawMessage) -> DispatchResult:
+        """Raises :class:`ChannelNotDeployedError` when no such channel is deployed here, and
+        :class:`ChannelStoppedError` when it is stopping."""
+        ...
+
+
+def _always() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class ConnectorSetup:
     """Everything the kernel tells a connector when it builds it for a deployed channel."""
@@ -102,6 +121,12 @@ class ConnectorSetup:
     state change; the kernel forwards it to the ``pannier_connector_state_changed`` observers."""
     base_directory: str = "."
     """Directory that relative paths in properties are resolved against (the config file's)."""
+    router: Router | None = None
+    """The engine's router, for connectors that hand messages to other channels."""
+    should_poll: Callable[[], bool] = _always
+    """Polling sources (File Reader, Database Reader) call this before each poll and skip the
+    poll when it returns False. A single engine always says yes; in a cluster only the node
+    holding the channel's polling lease does, so exactly one node polls."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,15 @@ import trio
 
 from pannier.bus import ClusterBus
 from pannier.config import Config, ConfigError
-from pannier.connectors import ConnectorSetup, ConnectorType, DestinationConnector, SourceConnector
+from pannier.connectors import (
+    ChannelNotDeployedError,
+    ConnectorSetup,
+    ConnectorType,
+    DestinationConnector,
+    DispatchResult,
+    RawMessage,
+    SourceConnector,
+)
 from pannier.extensions import Route
 from pannier.maps import MapBackend
 from pannier.model.channel import Channel, Connector
@@ -427,6 +435,7 @@ class Engine:
             )
 
         return ConnectorSetup(
+            router=self,
             channel_id=channel.id,
             channel_name=channel.name,
             metadata_id=model.metaDataId,
@@ -435,6 +444,14 @@ class Engine:
             report_state=report_state,
             base_directory=str(self.config.base_dir),
         )
+
+    async def route(self, channel_id: str, message: RawMessage) -> DispatchResult:
+        """The :class:`~pannier.connectors.Router` connectors and scripts use: dispatch
+        ``message`` into the deployed channel ``channel_id``."""
+        deployed = self.channels.get(channel_id)
+        if deployed is None:
+            raise ChannelNotDeployedError(f"no channel with id {channel_id!r} is deployed")
+        return await deployed.dispatch(message)
 
     def notify_message_finished(
         self, channel_id: str, message_id: int, source_status: Status, ctx: MessageContext
