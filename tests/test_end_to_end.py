@@ -196,3 +196,23 @@ def test_pannier_run_and_pannier_send_from_the_command_line(tmp_path, hl7_sample
     assert code == 0
     rest = engine.stderr.read()
     assert "engine" in rest and "stopped" in rest
+
+
+async def test_the_deployed_channel_is_stored_as_mirth_xml_in_the_channel_table(
+    nursery, tmp_path
+) -> None:
+    from pannier.model.mirth_xml import channel_from_xml
+
+    engine, _port = await start(nursery, write_config(tmp_path, example_channel()))
+    ((channel_id, name, revision, xml),) = query(
+        engine, "SELECT ID, NAME, REVISION, CHANNEL FROM CHANNEL"
+    )
+    assert (channel_id, name, revision) == (
+        "5f2b4f7e-8c43-4d0e-9a39-7d8e2b7c6a01",
+        "ADT to file",
+        1,
+    )
+    assert xml.startswith('<channel version="4.5.2">') and "<exportData>" not in xml
+    stored = channel_from_xml(xml)
+    assert stored.source.transportName == "TCP Listener"
+    assert [d.name for d in stored.destinations] == ["Write file"]

@@ -32,6 +32,7 @@ from pannier.extensions import Route
 from pannier.maps import MapBackend
 from pannier.model.channel import Channel, Connector
 from pannier.model.channel_file import load_channel_file
+from pannier.model.mirth_xml import channel_to_xml
 from pannier.model.status import Status
 from pannier.plugins import (
     PluginError,
@@ -302,6 +303,14 @@ class Engine:
         assert self.store is not None
         source, source_type, datatype, destinations, scripts = self.prepare(channel)
         channel_store = await self.store.open_channel(channel.id)
+        if self.config["database.mode"] != "takeover":
+            # Mirth reads channel definitions from CHANNEL; in takeover the Java side owns it.
+            await self.store.save_channel(
+                channel.id,
+                channel.name,
+                channel.revision,
+                channel_to_xml(channel, export_data=False),
+            )
         await self.store.add_metadata_columns(
             channel_store, [(c.name, c.type) for c in channel.properties.metaDataColumns]
         )

@@ -310,6 +310,33 @@ class Store:
     def _create_schema(self, mode: str = "standalone") -> str:
         return setup.prepare_database(self.engine, mode)
 
+    async def save_channel(self, channel_id: str, name: str, revision: int, xml: str) -> bool:
+        """Write a channel's definition to Mirth's ``CHANNEL`` table (insert, or update when
+        the stored revision differs). Returns True when a row was written."""
+        return await self.run_sync(self._save_channel, channel_id, name, revision, xml)
+
+    def _save_channel(self, channel_id: str, name: str, revision: int, xml: str) -> bool:
+        table = self.metadata.tables["CHANNEL"]
+        with self.engine.begin() as conn:
+            stored = conn.execute(
+                sa.select(table.c.REVISION).where(table.c.ID == channel_id)
+            ).first()
+            if stored is None:
+                conn.execute(
+                    sa.insert(table).values(
+                        ID=channel_id, NAME=name, REVISION=revision, CHANNEL=xml
+                    )
+                )
+                return True
+            if stored.REVISION == revision:
+                return False
+            conn.execute(
+                sa.update(table)
+                .where(table.c.ID == channel_id)
+                .values(NAME=name, REVISION=revision, CHANNEL=xml)
+            )
+            return True
+
     async def open_channel(self, channel_id: str) -> ChannelStore:
         """The channel's tables, creating its ``D_CHANNELS`` row and tables when missing."""
         return await self.run_sync(self._open_channel, channel_id)
