@@ -210,3 +210,38 @@ async def test_a_failing_postprocessor_is_stored_and_the_message_still_completes
     assert query(engine, f"SELECT STATUS, ERROR_CODE FROM D_MM{n} WHERE ID = 0") == [("T", 2)]
     (error,) = query(engine, f"SELECT CONTENT FROM D_MC{n} WHERE CONTENT_TYPE = 13")[0]
     assert "RuntimeError: audit down" in error
+
+
+async def test_scripts_share_state_through_the_map_backend(nursery, tmp_path, hl7_sample) -> None:
+    steps = '''
+[[source.filter.rules]]
+kind = "python"
+code = "configuration_map.get('accepting', 'yes') == 'yes'"
+
+[[source.transformer.steps]]
+kind = "python"
+code = """
+global_map["seen"] = global_map.get("seen", 0) + 1
+global_map.pop("stale", None)
+"""
+
+[[source.transformer.steps]]
+kind = "mapper"
+variable = "last_mrn"
+mapping = "PID.3.1"
+scope = "globalChannel"
+'''
+    channel = with_source_scripts(
+        example_channel(), steps, "Auto-generate (After source transformer)"
+    )
+    engine, port = await start(nursery, write_config(tmp_path, channel))
+    backend = engine.map_backend
+    await backend.put("global", "stale", "x")
+    acks = await send_mllp("127.0.0.1", port, [hl7_sample("adt_a01.hl7")] * 2, timeout=10)
+    assert [segments(a)["MSA"][1] for a in acks] == ["AA", "AA"]
+    assert await backend.items("global") == {"seen": 2}
+    (channel_id,) = engine.channels
+    assert await backend.get(f"global_channel:{channel_id}", "last_mrn") == "555-44-3333"
+    await backend.put("configuration", "accepting", "no")
+    (ack,) = await send_mllp("127.0.0.1", port, [hl7_sample("adt_a01.hl7")], timeout=10)
+    assert segments(ack)["MSA"][1] == "AR", "the filter read the configuration map"

@@ -332,6 +332,9 @@ class DeployedChannel:
         source_error = ""
         encoded = raw
         transformed: str | None = None
+        shared = await self._load_shared(
+            self.scripts.filter.shared or self.scripts.transformer.shared
+        )
         try:
             if decode_error:
                 raise MessageParseError(decode_error)
@@ -349,11 +352,13 @@ class DeployedChannel:
                     raw,
                     ctx,
                     connector_map,
+                    shared,
                 )
         except MessageParseError as exc:
             source_status, source_error = Status.ERROR, str(exc)
         except Exception as exc:  # a script or data type error is the message's, not ours
             source_status, source_error = Status.ERROR, _describe(exc)
+        await self._save_shared(shared)
         ctx.encoded = encoded
         if storage.enabled and transformed is not None and storage.store_transformed:
             self._add_content(second, message_id, 0, ContentType.TRANSFORMED, transformed, "XML")
@@ -456,6 +461,39 @@ class DeployedChannel:
         self.engine.notify_message_finished(self.id, message_id, source_status, ctx)
         return response
 
+    async def _load_shared(self, needed: bool) -> dict[str, dict[str, Any]] | None:
+        """Snapshots of the shared maps for a script that uses them (else None), with the
+        originals kept to write back only what changed."""
+        if not needed:
+            return None
+        backend = self.engine.map_backend
+        shared = {
+            "global_map": await backend.items("global"),
+            "global_channel_map": await backend.items(f"global_channel:{self.id}"),
+            "configuration_map": await backend.items("configuration"),
+        }
+        shared["__before__"] = {name: dict(values) for name, values in shared.items()}
+        return shared
+
+    async def _save_shared(self, shared: dict[str, dict[str, Any]] | None) -> None:
+        """Write the keys a script set or removed back to the map backend."""
+        if shared is None:
+            return
+        backend = self.engine.map_backend
+        before = shared["__before__"]
+        scopes = {
+            "global_map": "global",
+            "global_channel_map": f"global_channel:{self.id}",
+            "configuration_map": "configuration",
+        }
+        for name, scope in scopes.items():
+            old, new = before[name], shared[name]
+            for key, value in new.items():
+                if key not in old or old[key] != value:
+                    await backend.put(scope, key, value)
+            for key in old.keys() - new.keys():
+                await backend.remove(scope, key)
+
     def _preprocess(self, raw: str, ctx: MessageContext, unit: Unit) -> str:
         """Run the preprocessor: its return value, when a string, replaces the message
         (stored as PROCESSED_RAW); an error makes the message an error."""
@@ -507,12 +545,20 @@ class DeployedChannel:
         text: str,
         ctx: MessageContext,
         connector_map: dict[str, Any],
+        shared: Mapping[str, dict[str, Any]] | None = None,
     ) -> tuple[Status, str, str | None]:
         """Parse, filter and transform one connector's message: (status, encoded, the
         transformed XML when it was made)."""
         msg = datatype.parse(text)
         scope = make_scope(
-            msg, text, ctx.channel_map, connector_map, ctx.source_map, ctx.response_map, script_log
+            msg,
+            text,
+            ctx.channel_map,
+            connector_map,
+            ctx.source_map,
+            ctx.response_map,
+            script_log,
+            shared,
         )
         if not filter_.accepts(scope):
             return Status.FILTERED, text, None
@@ -562,6 +608,9 @@ class DeployedChannel:
         send_date = None
         if destination.filter.rules or destination.transformer.steps:
             assert destination.datatype is not None
+            shared = await self._load_shared(
+                destination.filter.shared or destination.transformer.shared
+            )
             try:
                 verdict, encoded, transformed = self._filter_transform(
                     destination.datatype,
@@ -570,12 +619,14 @@ class DeployedChannel:
                     encoded,
                     ctx,
                     {},
+                    shared,
                 )
             except Exception as exc:  # the message's error, stored on this destination
                 verdict = Status.ERROR
                 response = Response(Status.ERROR, error=_describe(exc))
             else:
                 response = Response(verdict)
+            await self._save_shared(shared)
         else:
             verdict = Status.TRANSFORMED
         if verdict == Status.TRANSFORMED:

@@ -6,13 +6,15 @@ Kinds the kernel runs:
 * ``python`` — ``code``: a Python expression (a rule's verdict) or statements (a rule
   ``return``s its verdict), or ``callable``: ``"package.module:function"``. Either sees
   ``msg`` (the parsed message, e.g. ``msg["PID.5.1"]``, assignable), ``raw``,
-  ``channel_map``, ``connector_map``, ``source_map`` (read-only), ``response_map`` and
-  ``logger``; a callable receives those of them its signature names.
+  ``channel_map``, ``connector_map``, ``source_map`` (read-only), ``response_map``,
+  ``logger`` and the shared ``global_map``, ``global_channel_map`` and ``configuration_map``
+  (snapshots; the caller writes changes back); a callable receives those its signature
+  names.
 * ``rule`` (filter) — Mirth's rule builder: ``field`` (a message path), ``condition``
   (EXISTS, NOT_EXIST, EQUALS, NOT_EQUAL, CONTAINS, NOT_CONTAIN) and ``values``.
 * ``mapper`` (transformer) — Mirth's mapper: ``variable`` set to the value at ``mapping``
   (a message path), or ``defaultValue`` when empty, in the map ``scope`` (channel,
-  connector or response).
+  connector, response, global or globalChannel).
 
 Rules combine left to right with their ``operator`` (AND binds tighter than OR, as in the
 JavaScript Mirth generates); an empty filter accepts. Scripts are trusted code written by
@@ -37,7 +39,17 @@ log = logging.getLogger("pannier.script")
 
 Scope = dict[str, Any]
 Compiled = Callable[[Scope], Any]
-NAMES = ("msg", "raw", "channel_map", "connector_map", "source_map", "response_map", "logger")
+SHARED_MAPS = ("global_map", "global_channel_map", "configuration_map")
+NAMES = (
+    "msg",
+    "raw",
+    "channel_map",
+    "connector_map",
+    "source_map",
+    "response_map",
+    "logger",
+    *SHARED_MAPS,
+)
 
 
 class ScriptError(Exception):
@@ -47,6 +59,8 @@ class ScriptError(Exception):
 @dataclass(frozen=True)
 class CompiledFilter:
     rules: tuple[tuple[str, Compiled], ...]
+    shared: bool = False
+    """Whether a rule reads or writes the global, global channel or configuration map."""
 
     def accepts(self, scope: Scope) -> bool:
         """Evaluate the rules with Mirth's operators (AND before OR)."""
@@ -65,6 +79,8 @@ class CompiledFilter:
 @dataclass(frozen=True)
 class CompiledTransformer:
     steps: tuple[Compiled, ...]
+    shared: bool = False
+    """Whether a step reads or writes the global, global channel or configuration map."""
 
     def run(self, scope: Scope) -> None:
         for step in self.steps:
@@ -117,7 +133,35 @@ _CONDITIONS: dict[str, Callable[[str, list[str]], bool]] = {
     "NOT_CONTAIN": lambda value, values: not any(v in value for v in values),
 }
 
-_SCOPES = {"channel": "channel_map", "connector": "connector_map", "response": "response_map"}
+_SCOPES = {
+    "channel": "channel_map",
+    "connector": "connector_map",
+    "response": "response_map",
+    "global": "global_map",
+    "globalchannel": "global_channel_map",
+}
+
+
+def uses_shared_maps(element: Element) -> bool:
+    """Whether an element touches a shared map, found once at deploy so that messages of
+    channels whose scripts never do pay nothing for them."""
+    settings = element.settings
+    if element.kind == "mapper":
+        return _SCOPES.get(str(settings.get("scope", "channel")).lower()) in SHARED_MAPS
+    if element.kind != "python":
+        return False
+    if "callable" in settings:
+        module_name, _, attribute = str(settings["callable"]).partition(":")
+        try:
+            function = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError, ValueError):
+            return False
+        return any(p in SHARED_MAPS for p in inspect.signature(function).parameters)
+    try:
+        tree = ast.parse(textwrap.dedent(str(settings.get("code", ""))))
+    except SyntaxError:
+        return False
+    return any(isinstance(n, ast.Name) and n.id in SHARED_MAPS for n in ast.walk(tree))
 
 
 def _element(element: Element, where: str, *, verdict: bool) -> Compiled:
@@ -163,22 +207,18 @@ def _element(element: Element, where: str, *, verdict: bool) -> Compiled:
 
 
 def compile_filter(filter_: Filter, where: str) -> CompiledFilter:
+    rules = [rule for rule in filter_.rules if rule.enabled]
     return CompiledFilter(
-        tuple(
-            (rule.operator, _element(rule, f"{where} filter", verdict=True))
-            for rule in filter_.rules
-            if rule.enabled
-        )
+        tuple((rule.operator, _element(rule, f"{where} filter", verdict=True)) for rule in rules),
+        shared=any(uses_shared_maps(rule) for rule in rules),
     )
 
 
 def compile_transformer(transformer: Transformer, where: str) -> CompiledTransformer:
+    steps = [step for step in transformer.steps if step.enabled]
     return CompiledTransformer(
-        tuple(
-            _element(step, f"{where} transformer", verdict=False)
-            for step in transformer.steps
-            if step.enabled
-        )
+        tuple(_element(step, f"{where} transformer", verdict=False) for step in steps),
+        shared=any(uses_shared_maps(step) for step in steps),
     )
 
 
@@ -190,8 +230,13 @@ def make_scope(
     source_map: Mapping[str, Any],
     response_map: dict[str, Any],
     logger: logging.Logger,
+    shared: Mapping[str, dict[str, Any]] | None = None,
 ) -> Scope:
+    """The names a script sees. ``shared`` holds snapshots of the shared maps the script
+    uses (written back by the caller); others are empty."""
+    shared = shared or {}
     return {
+        **{name: shared.get(name, {}) for name in SHARED_MAPS},
         "msg": msg,
         "raw": raw,
         "channel_map": channel_map,
