@@ -32,7 +32,7 @@ from pannier.extensions import Route
 from pannier.maps import MapBackend
 from pannier.model.channel import Channel, Connector
 from pannier.model.channel_file import load_channel_file
-from pannier.model.mirth_xml import channel_to_xml
+from pannier.model.mirth_xml import MirthXmlError, channel_to_xml
 from pannier.model.status import Status
 from pannier.plugins import (
     PluginError,
@@ -305,18 +305,31 @@ class Engine:
         channel_store = await self.store.open_channel(channel.id)
         if self.config["database.mode"] != "takeover":
             # Mirth reads channel definitions from CHANNEL; in takeover the Java side owns it.
-            await self.store.save_channel(
-                channel.id,
-                channel.name,
-                channel.revision,
-                channel_to_xml(channel, export_data=False),
-            )
+            await self._save_definition(channel)
         await self.store.add_metadata_columns(
             channel_store, [(c.name, c.type) for c in channel.properties.metaDataColumns]
         )
         return DeployedChannel(
             self, channel, channel_store, source, source_type, datatype, destinations, scripts
         )
+
+    async def _save_definition(self, channel: Channel) -> None:
+        """Write the channel to Mirth's CHANNEL table. A channel Mirth's XML cannot describe
+        is still deployed: the row is skipped with a warning, never the deploy."""
+        assert self.store is not None
+        classes = {
+            name: kind.mirth_properties_class
+            for (name, _mode), (kind, _plugin) in self.registry.connectors.items()
+            if kind.mirth_properties_class
+        }
+        try:
+            xml = channel_to_xml(channel, export_data=False, properties_classes=classes)
+        except MirthXmlError as exc:
+            log.warning(
+                "channel %r is deployed but not written to the CHANNEL table: %s", channel.name, exc
+            )
+            return
+        await self.store.save_channel(channel.id, channel.name, channel.revision, xml)
 
     def prepare(
         self, channel: Channel

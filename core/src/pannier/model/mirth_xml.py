@@ -656,10 +656,18 @@ def _element_from_xml(node: XmlElement, *, rules: bool) -> Element:
 # --- export ---------------------------------------------------------------------------------------
 
 
-def channel_to_xml(channel: Channel, *, export_data: bool = True) -> str:
+def channel_to_xml(
+    channel: Channel,
+    *,
+    export_data: bool = True,
+    properties_classes: Mapping[str, str] | None = None,
+) -> str:
     """Write ``channel`` as Mirth 4.5.2 channel XML, into the XML it was imported from if any.
 
     ``export_data=False`` drops ``<exportData>``, as Mirth does for the ``CHANNEL`` row.
+    ``properties_classes`` maps transport names of connectors this module has no template
+    for to their Mirth properties class (``ConnectorType.mirth_properties_class``); their
+    properties are then written as plain leaf elements.
     """
     kept = mirth_extra(channel).get("channel")
     root = _parse(kept) if kept else _parse(_CHANNEL_TEMPLATE)
@@ -669,12 +677,12 @@ def channel_to_xml(channel: Channel, *, export_data: bool = True) -> str:
     _set(root, "description", channel.description)
     _set(root, "revision", channel.revision)
     source_slot = _ensure(root, "sourceConnector")
-    _replace(source_slot, _connector_to_xml(channel.source, "sourceConnector"))
+    _replace(source_slot, _connector_to_xml(channel.source, "sourceConnector", properties_classes))
     container = _ensure(root, "destinationConnectors")
     for child in list(container):
         container.remove(child)
     for destination in channel.destinations:
-        container.append(_connector_to_xml(destination, "connector"))
+        container.append(_connector_to_xml(destination, "connector", properties_classes))
     for tag in ("preprocessingScript", "postprocessingScript", "deployScript", "undeployScript"):
         script: Script = getattr(channel, tag)
         if script.language != "javascript" and not script.is_empty:
@@ -710,7 +718,9 @@ def _channel_properties_to_xml(node: XmlElement, properties: ChannelProperties) 
         _set(item, "mappingName", column.mappingName)
 
 
-def _connector_to_xml(connector: Connector, tag: str) -> XmlElement:
+def _connector_to_xml(
+    connector: Connector, tag: str, classes: Mapping[str, str] | None = None
+) -> XmlElement:
     kept = mirth_extra(connector).get("connector")
     if kept:
         node = _parse(kept)
@@ -721,7 +731,7 @@ def _connector_to_xml(connector: Connector, tag: str) -> XmlElement:
     where = f"connector {connector.name!r}"
     _set(node, "metaDataId", connector.metaDataId)
     _set(node, "name", connector.name)
-    _properties_to_xml(node, connector, where)
+    _properties_to_xml(node, connector, where, classes or {})
     transformer = _find(node, "transformer")
     if transformer is not None:
         _datatypes_to_xml(transformer, connector.inboundDataType, connector.outboundDataType)
@@ -752,7 +762,9 @@ def _connector_to_xml(connector: Connector, tag: str) -> XmlElement:
     return node
 
 
-def _properties_to_xml(node: XmlElement, connector: Connector, where: str) -> None:
+def _properties_to_xml(
+    node: XmlElement, connector: Connector, where: str, classes: Mapping[str, str]
+) -> None:
     properties = _find(node, "properties")
     known = CONNECTOR_PROPERTIES.get(connector.transportName)
     if known is not None and (properties is None or properties.get("class") != known[0]):
@@ -772,6 +784,19 @@ def _properties_to_xml(node: XmlElement, connector: Connector, where: str) -> No
         else:
             _replace(properties, fresh)
         properties = fresh
+    elif (properties is None or not properties.get("class")) and classes.get(
+        connector.transportName
+    ):
+        fresh = _fragment(
+            f'<properties class="{classes[connector.transportName]}" '
+            f'version="{MIRTH_VERSION}"><pluginProperties/></properties>'
+        )
+        if properties is None:
+            node.insert(2, fresh)
+        else:
+            _replace(properties, fresh)
+        properties = fresh
+        known = (classes[connector.transportName], {key: key for key in connector.properties})
     elif properties is None or not properties.get("class"):
         raise MirthXmlError(
             f"{where}: no Mirth properties class is known for transport {connector.transportName!r}"
