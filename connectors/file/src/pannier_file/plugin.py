@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from pannier import ConnectorType, hookimpl
 
+from pannier_file.reader import READER_DEFAULTS, READER_MIRTH_CLASS, FileReader
 from pannier_file.writer import DEFAULTS, TEMPLATED, FileWriter
 
 
@@ -20,5 +21,13 @@ def pannier_register_connectors() -> Sequence[ConnectorType]:
             templated=TEMPLATED,
             description="writes each message to a file in a directory",
             mirth_properties_class="com.mirth.connect.connectors.file.FileDispatcherProperties",
-        )
+        ),
+        ConnectorType(
+            transport_name="File Reader",
+            mode="source",
+            factory=FileReader,
+            defaults=READER_DEFAULTS,
+            description="polls a local directory and reads each matching file as a message",
+            mirth_properties_class=READER_MIRTH_CLASS,
+        ),
     ]
