@@ -100,3 +100,36 @@ async def test_without_a_queue_a_failed_write_is_an_error(nursery, tmp_path, hl7
     assert segments(ack)["MSA"][1] == "AE"
     n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
     assert query(engine, f"SELECT STATUS FROM D_MM{n} WHERE ID = 1") == [("E",)]
+
+
+async def test_with_rotate_others_overtake_a_message_that_keeps_failing(
+    nursery, tmp_path, hl7_sample
+) -> None:
+    """The first message goes to a directory that cannot exist; with rotate the queue moves
+    on and delivers the rest, without it they would wait behind the first."""
+    (tmp_path / "Q000").write_text("a file where the directory Q000 should be")
+    steps = """
+[[source.transformer.steps]]
+kind = "mapper"
+variable = "target"
+mapping = "MSH.10"
+scope = "channel"
+"""
+    channel = queued_channel("rotate = true\n").replace(
+        'directory = "out"', 'directory = "${target}"'
+    )
+    head, tail = channel.split("[[destinations]]", 1)
+    engine, port = await start(
+        nursery, write_config(tmp_path, head + steps + "\n[[destinations]]" + tail)
+    )
+    await send_mllp("127.0.0.1", port, messages(hl7_sample, 4), timeout=10)
+    await wait_for(lambda: all((tmp_path / f"Q00{i}" / "all.hl7").exists() for i in (1, 2, 3)))
+    n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+    await wait_for(
+        lambda: (
+            query(
+                engine, f"SELECT MESSAGE_ID, STATUS FROM D_MM{n} WHERE ID = 1 ORDER BY MESSAGE_ID"
+            )
+            == [(1, "Q"), (2, "S"), (3, "S"), (4, "S")]
+        )
+    )
