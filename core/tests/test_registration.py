@@ -204,3 +204,71 @@ async def test_builtin_backends_pass_their_conformance_kits() -> None:
 def test_bus_event_is_a_plain_record() -> None:
     event = BusEvent("channel.deploy", {"id": "x"}, "server-1")
     assert event.topic == "channel.deploy" and event.sender == "server-1"
+
+
+class ShoutEngine:
+    """A toy script language: a script is accepted when it is written in capitals."""
+
+    @hookimpl
+    def pannier_register_script_engines(self) -> list[Any]:
+        from pannier.scripting import ScriptEngineSpec
+
+        def compile_shout(code: str, names: Any, where: str, verdict: bool) -> Any:
+            if not code.strip():
+                from pannier.scripting import ScriptError
+
+                raise ScriptError(f"{where}: nothing to shout")
+            return lambda **scope: code.isupper()
+
+        return [ScriptEngineSpec("shout", compile_shout)]
+
+
+async def test_a_plugin_script_language_runs_filters_and_scripts(start_engine) -> None:
+    from pannier import RawMessage
+
+    kit = KitPlugin()
+    rule = '\n[[destinations.filter.rules]]\nkind = "shout"\ncode = "{code}"\n'
+    loud, quiet = "00000000-0000-0000-0000-0000000000aa", "00000000-0000-0000-0000-0000000000bb"
+    engine = await start_engine(
+        [
+            channel_toml(channel_id=loud) + rule.format(code="LET IT THROUGH"),
+            channel_toml(channel_id=quiet) + rule.format(code="let it through"),
+        ],
+        plugins=[kit, ShoutEngine()],
+    )
+    assert set(engine.script_engines) == {"python", "shout"}
+    statuses = {}
+    for source in kit.sources:
+        result = await source.dispatcher.dispatch(RawMessage("ORU|1"))
+        n = rows(
+            engine,
+            f"SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS WHERE CHANNEL_ID = "
+            f"'{source.setup.channel_id}'",
+        )[0][0]
+        statuses[source.setup.channel_id] = rows(
+            engine, f"SELECT STATUS FROM D_MM{n} WHERE MESSAGE_ID = {result.message_id} AND ID = 2"
+        )[0][0]
+    assert statuses == {loud: "S", quiet: "F"}, "the shout engine decided each filter"
+
+
+def test_a_script_in_a_language_with_no_engine_names_the_installed_ones(tmp_path) -> None:
+    from pannier.engine import DeployError
+    from pannier.model.channel_file import channel_from_dict
+
+    path = tmp_path / "pannier.toml"
+    path.write_text("[channels]\npaths = []\n")
+    engine = Engine(load_config(path, environ={}), extra_plugins=[ShoutEngine()])
+    channel = channel_from_dict(
+        {
+            "name": "c",
+            "source": {"transportName": "TCP Listener"},
+            "postprocessingScript": {"code": "return;", "language": "javascript"},
+            "destinations": [{"name": "d", "transportName": "File Writer"}],
+        }
+    )
+    with pytest.raises(
+        DeployError,
+        match=r"javascript scripts need a script engine plugin.*"
+        r"installed: python, shout",
+    ):
+        engine.prepare(channel)

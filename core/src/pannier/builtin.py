@@ -13,6 +13,7 @@ from pannier.cli import commands
 from pannier.extensions import CliCommand
 from pannier.hookspecs import hookimpl
 from pannier.maps import MapBackendSpec, MemoryMapBackend
+from pannier.scripting import PYTHON, ScriptEngineSpec
 from pannier.sequences import BlockAllocator, SequenceAllocatorSpec, SingleAllocator
 
 
@@ -50,6 +51,11 @@ def pannier_register_cluster_buses() -> Sequence[ClusterBusSpec]:
     return [
         ClusterBusSpec("local", lambda _settings: LocalBus(), description="in-process events only")
     ]
+
+
+@hookimpl
+def pannier_register_script_engines() -> Sequence[ScriptEngineSpec]:
+    return [PYTHON]
 
 
 @hookimpl

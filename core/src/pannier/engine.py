@@ -53,11 +53,11 @@ from pannier.runtime.channel import (
     SourceScripts,
 )
 from pannier.runtime.scripts import (
-    ScriptError,
     compile_filter,
     compile_script,
     compile_transformer,
 )
+from pannier.scripting import ScriptEngineSpec, ScriptError
 from pannier.store.store import Store, new_server_id
 
 log = logging.getLogger("pannier.engine")
@@ -416,17 +416,19 @@ class Engine:
             )
         return source, source_type, datatype, destinations, source_scripts
 
-    @staticmethod
-    def _script(script: Any, where: str, names: tuple[str, ...]) -> Any:
+    @property
+    def script_engines(self) -> dict[str, ScriptEngineSpec]:
+        return {language: spec for language, (spec, _) in self.registry.script_engines.items()}
+
+    def _script(self, script: Any, where: str, names: tuple[str, ...]) -> Any:
         try:
-            return compile_script(script, where, names)
+            return compile_script(script, where, names, self.script_engines)
         except ScriptError as exc:
             raise DeployError(str(exc)) from None
 
-    @staticmethod
-    def _compile(compiler: Callable[[Any, str], T], element: Any, where: str) -> T:
+    def _compile(self, compiler: Callable[[Any, str, Any], T], element: Any, where: str) -> T:
         try:
-            return compiler(element, where)
+            return compiler(element, where, self.script_engines)
         except ScriptError as exc:
             raise DeployError(str(exc)) from None
 

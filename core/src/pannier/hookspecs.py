@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from pannier.extensions import CliCommand, Route, Service
     from pannier.maps import MapBackendSpec
     from pannier.model.channel import Channel
+    from pannier.scripting import ScriptEngineSpec
     from pannier.sequences import SequenceAllocatorSpec
 
 PROJECT = "pannier"
@@ -114,6 +115,23 @@ def pannier_register_cluster_buses() -> Sequence[ClusterBusSpec]:
 
     Cluster: a shared bus is what lets a deploy, a configuration change or a status query
     reach every node.
+    """
+
+
+@hookspec
+def pannier_register_script_engines() -> Sequence[ScriptEngineSpec]:
+    """Contribute languages for filters, transformers and channel scripts.
+
+    Returns:
+        A list of :class:`pannier.scripting.ScriptEngineSpec`, each named by its language in
+        lower case; a filter rule or transformer step whose ``kind`` is that language, or a
+        channel script whose ``language`` is, compiles with it at deploy (core provides
+        ``python``). A duplicate language stops start-up.
+
+    Added in: 0.1.
+
+    Cluster: every node must install the same engines, or a channel deploys on some nodes
+    only.
     """
 
 

@@ -26,6 +26,7 @@ from pannier.connectors import ConnectorType
 from pannier.datatypes import DataTypeSpec
 from pannier.extensions import CliCommand
 from pannier.maps import MapBackendSpec
+from pannier.scripting import ScriptEngineSpec
 from pannier.sequences import SequenceAllocatorSpec
 
 log = logging.getLogger("pannier.plugins")
@@ -250,6 +251,7 @@ class Registry:
     sequence_allocators: dict[str, tuple[SequenceAllocatorSpec, str]] = field(default_factory=dict)
     cluster_buses: dict[str, tuple[ClusterBusSpec, str]] = field(default_factory=dict)
     commands: dict[str, tuple[CliCommand, str]] = field(default_factory=dict)
+    script_engines: dict[str, tuple[ScriptEngineSpec, str]] = field(default_factory=dict)
     config_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def connector(self, transport_name: str, mode: str) -> ConnectorType:
@@ -314,6 +316,9 @@ def build_registry(pm: PannierPluginManager) -> Registry:
     for plugin, items in call_each(pm, "pannier_register_cluster_buses"):
         for item in items or ():
             add(registry.cluster_buses, item.name, item, plugin, "cluster bus")
+    for plugin, items in call_each(pm, "pannier_register_script_engines"):
+        for item in items or ():
+            add(registry.script_engines, item.language.lower(), item, plugin, "script engine")
     for plugin, items in call_each(pm, "pannier_register_commands"):
         for item in items or ():
             if item.name in registry.commands:
@@ -343,6 +348,7 @@ def describe_contributions(pm: PannierPluginManager, infos: list[PluginInfo]) ->
         ("pannier_register_sequence_allocators", "sequence allocators", lambda s: s.name),
         ("pannier_register_cluster_buses", "cluster buses", lambda b: b.name),
         ("pannier_register_commands", "commands", lambda c: c.name),
+        ("pannier_register_script_engines", "script engines", lambda e: e.language),
     ]
     for hook_name, label, show in labels:
         for plugin, items in call_each(pm, hook_name):

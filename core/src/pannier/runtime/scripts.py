@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pannier.model.channel import Element, Filter, Script, Transformer
+from pannier.scripting import PYTHON, ScriptEngineSpec, ScriptError
 
 log = logging.getLogger("pannier.script")
 
@@ -50,10 +51,6 @@ NAMES = (
     "logger",
     *SHARED_MAPS,
 )
-
-
-class ScriptError(Exception):
-    """A filter or transformer cannot be compiled; the text names the element."""
 
 
 @dataclass(frozen=True)
@@ -87,22 +84,8 @@ class CompiledTransformer:
             step(scope)
 
 
-def _function(name: str, code: str, *, verdict: bool) -> Compiled:
-    try:
-        if verdict:
-            try:
-                ast.parse(code.strip(), mode="eval")
-                body = f"return ({code.strip()})"
-            except SyntaxError:
-                body = code
-        else:
-            body = code
-        source = f"def __element({', '.join(NAMES)}):\n{textwrap.indent(body, '    ')}\n    pass\n"
-        namespace: dict[str, Any] = {}
-        exec(compile(source, f"<{name}>", "exec"), namespace)
-    except SyntaxError as exc:
-        raise ScriptError(f"{name}: {exc.msg} (line {exc.lineno})") from None
-    function = namespace["__element"]
+def _function(engine: ScriptEngineSpec, name: str, code: str, *, verdict: bool) -> Compiled:
+    function = engine.compile(code, NAMES, name, verdict)
     return lambda scope: function(**scope)
 
 
@@ -164,7 +147,11 @@ def uses_shared_maps(element: Element) -> bool:
     return any(isinstance(n, ast.Name) and n.id in SHARED_MAPS for n in ast.walk(tree))
 
 
-def _element(element: Element, where: str, *, verdict: bool) -> Compiled:
+Engines = Mapping[str, ScriptEngineSpec]
+_BUILT_IN: Engines = {"python": PYTHON}
+
+
+def _element(element: Element, where: str, *, verdict: bool, engines: Engines) -> Compiled:
     name = f"{where} {element.kind} {element.name!r}" if element.name else f"{where} {element.kind}"
     settings = element.settings
     if element.kind == "python":
@@ -172,7 +159,9 @@ def _element(element: Element, where: str, *, verdict: bool) -> Compiled:
             return _callable(name, str(settings["callable"]))
         if "code" not in settings:
             raise ScriptError(f"{name}: needs 'code' or 'callable'")
-        return _function(name, str(settings["code"]), verdict=verdict)
+        return _function(
+            engines.get("python", PYTHON), name, str(settings["code"]), verdict=verdict
+        )
     if element.kind == "rule" and verdict:
         condition = str(settings.get("condition", "EXISTS")).upper()
         if condition not in _CONDITIONS:
@@ -199,25 +188,39 @@ def _element(element: Element, where: str, *, verdict: bool) -> Compiled:
             scope[scope_name][variable] = _path_value(scope, mapping) or default
 
         return mapper
+    language = element.kind.lower()
+    if language in engines:
+        code = settings.get("code", settings.get("script"))
+        if code is None:
+            raise ScriptError(f"{name}: needs 'code'")
+        return _function(engines[language], name, str(code), verdict=verdict)
     kinds = "python, rule" if verdict else "python, mapper"
     raise ScriptError(
-        f"{name}: kind {element.kind!r} cannot run here (expected {kinds}; "
-        f"Mirth JavaScript elements need a JavaScript script engine plugin)"
+        f"{name}: kind {element.kind!r} cannot run here (expected {kinds} or a script "
+        f"language: installed {', '.join(sorted(engines))}; Mirth JavaScript elements need a "
+        f"JavaScript script engine plugin)"
     )
 
 
-def compile_filter(filter_: Filter, where: str) -> CompiledFilter:
+def compile_filter(filter_: Filter, where: str, engines: Engines = _BUILT_IN) -> CompiledFilter:
     rules = [rule for rule in filter_.rules if rule.enabled]
     return CompiledFilter(
-        tuple((rule.operator, _element(rule, f"{where} filter", verdict=True)) for rule in rules),
+        tuple(
+            (rule.operator, _element(rule, f"{where} filter", verdict=True, engines=engines))
+            for rule in rules
+        ),
         shared=any(uses_shared_maps(rule) for rule in rules),
     )
 
 
-def compile_transformer(transformer: Transformer, where: str) -> CompiledTransformer:
+def compile_transformer(
+    transformer: Transformer, where: str, engines: Engines = _BUILT_IN
+) -> CompiledTransformer:
     steps = [step for step in transformer.steps if step.enabled]
     return CompiledTransformer(
-        tuple(_element(step, f"{where} transformer", verdict=False) for step in steps),
+        tuple(
+            _element(step, f"{where} transformer", verdict=False, engines=engines) for step in steps
+        ),
         shared=any(uses_shared_maps(step) for step in steps),
     )
 
@@ -247,24 +250,19 @@ def make_scope(
     }
 
 
-def compile_script(script: Script, where: str, names: tuple[str, ...]) -> Compiled | None:
+def compile_script(
+    script: Script, where: str, names: tuple[str, ...], engines: Engines = _BUILT_IN
+) -> Compiled | None:
     """A channel script (preprocessor, postprocessor, deploy, undeploy) as a function of the
     scope names given; ``None`` when the script is empty. Its ``return`` value is the result
     (the preprocessor's new message, the postprocessor's response)."""
     if script.is_empty:
         return None
-    if script.language.lower() != "python":
+    engine = engines.get(script.language.lower())
+    if engine is None:
         raise ScriptError(
-            f"{where}: {script.language} scripts need a script engine plugin for "
-            f"that language; only Python runs in the kernel"
+            f"{where}: {script.language} scripts need a script engine plugin for that "
+            f"language; installed: {', '.join(sorted(engines))}"
         )
-    source = (
-        f"def __script({', '.join(names)}):\n{textwrap.indent(script.code, '    ')}\n    pass\n"
-    )
-    namespace: dict[str, Any] = {}
-    try:
-        exec(compile(source, f"<{where}>", "exec"), namespace)
-    except SyntaxError as exc:
-        raise ScriptError(f"{where}: {exc.msg} (line {exc.lineno})") from None
-    function = namespace["__script"]
+    function = engine.compile(script.code, names, where, False)
     return lambda scope: function(**{name: scope[name] for name in names})
