@@ -245,3 +245,50 @@ scope = "globalChannel"
     await backend.put("configuration", "accepting", "no")
     (ack,) = await send_mllp("127.0.0.1", port, [hl7_sample("adt_a01.hl7")], timeout=10)
     assert segments(ack)["MSA"][1] == "AR", "the filter read the configuration map"
+
+
+async def test_a_response_transformer_reads_the_ack_and_sets_the_status(
+    nursery, tmp_path, hl7_sample
+) -> None:
+    import trio
+    from pannier_mllp import FrameDecoder, encode_frame
+
+    async def downstream(stream: trio.SocketStream) -> None:
+        decoder = FrameDecoder()
+        async for data in stream:
+            for _payload in decoder.feed(data):
+                await stream.send_all(encode_frame(b"MSH|^~\\&|EMR\rMSA|AE|x|bad patient\r"))
+
+    listeners = await nursery.start(trio.serve_tcp, downstream, 0)
+    emr = listeners[0].socket.getsockname()[1]
+    channel = (
+        example_channel().split("[[destinations]]")[0]
+        + f'''
+[[destinations]]
+name = "EMR"
+transportName = "TCP Sender"
+[destinations.properties]
+remoteAddress = "127.0.0.1"
+remotePort = "{emr}"
+
+[[destinations.responseTransformer.steps]]
+kind = "python"
+code = """
+if msg["MSA.1"] != "AA":
+    response.status = "E"
+    response.error = "EMR refused: " + msg["MSA.3"]
+msg["MSA.3"] = msg["MSA.3"].upper()
+"""
+'''
+    )
+    engine, port = await start(nursery, write_config(tmp_path, channel))
+    (ack,) = await send_mllp("127.0.0.1", port, [hl7_sample("adt_a01.hl7")], timeout=10)
+    assert segments(ack)["MSA"][1] == "AE", "the transformed status reaches the client"
+    n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+    assert query(engine, f"SELECT STATUS, ERROR_CODE FROM D_MM{n} WHERE ID = 1") == [("E", 1)]
+    contents = dict(
+        query(engine, f"SELECT CONTENT_TYPE, CONTENT FROM D_MC{n} WHERE METADATA_ID = 1")
+    )
+    assert "MSA|AE|x|BAD PATIENT" in contents[7], "RESPONSE_TRANSFORMED"
+    assert "<status>ERROR</status>" in contents[8], "PROCESSED_RESPONSE"
+    assert "EMR refused: bad patient" in contents[12]

@@ -412,6 +412,9 @@ class Engine:
                     datatype=self._datatype(here, model),
                     filter=self._compile(compile_filter, model.filter, here),
                     transformer=self._compile(compile_transformer, model.transformer, here),
+                    response_transformer=self._compile(
+                        compile_transformer, model.responseTransformer, f"{here} response"
+                    ),
                 )
             )
         return source, source_type, datatype, destinations, source_scripts

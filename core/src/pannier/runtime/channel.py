@@ -43,7 +43,13 @@ from pannier.runtime import xstream
 from pannier.runtime.queue import DestinationQueue
 from pannier.runtime.recovery import recover
 from pannier.runtime.response import select_response
-from pannier.runtime.scripts import Compiled, CompiledFilter, CompiledTransformer, make_scope
+from pannier.runtime.scripts import (
+    Compiled,
+    CompiledFilter,
+    CompiledTransformer,
+    ResponseView,
+    make_scope,
+)
 from pannier.runtime.storage import StorageSettings, storage_settings
 from pannier.store.statistics import StatisticsAccumulator
 from pannier.store.store import (
@@ -86,6 +92,9 @@ class DestinationRuntime:
     order_id: int
     templated: tuple[str, ...]
     datatype: DataType | None = None
+    response_transformer: CompiledTransformer = field(
+        default_factory=lambda: CompiledTransformer(())
+    )
     filter: CompiledFilter = field(default_factory=lambda: CompiledFilter(()))
     transformer: CompiledTransformer = field(default_factory=lambda: CompiledTransformer(()))
 
@@ -606,6 +615,7 @@ class DeployedChannel:
         transformed: str | None = None
         properties: Mapping[str, Any] = {}
         send_date = None
+        response_content: dict[ContentType, str] = {}
         if destination.filter.rules or destination.transformer.steps:
             assert destination.datatype is not None
             shared = await self._load_shared(
@@ -637,6 +647,9 @@ class DeployedChannel:
             else:
                 send_date = self.store.store.now()
                 response = await self.send_with_retries(destination, ctx, encoded, properties)
+                response, response_content = await self.transform_response(
+                    destination, ctx, response
+                )
         status = fix_status(response.status, model.queue.queueEnabled)
         if status != response.status:
             response = Response(status, response.message, response.status_message, response.error)
@@ -650,6 +663,9 @@ class DeployedChannel:
         message_id = ctx.message_id
         error = response.error if status == Status.ERROR else ""
         error_code = ContentType.PROCESSING_ERROR.error_code if error else 0
+        if ContentType.RESPONSE_ERROR in response_content:
+            # The response transformer failed: its error is the RESPONSE_ERROR (bit 4).
+            error, error_code = "", ContentType.RESPONSE_ERROR.error_code
         if row_exists:
             unit.add(
                 UPDATE_CONNECTOR,
@@ -706,6 +722,7 @@ class DeployedChannel:
                 xstream.serialize_properties(destination.type.mirth_properties_class, properties),
                 None,
             )
+        self.add_response_content(unit, message_id, destination, response_content)
         if storage.store_response and status != Status.QUEUED:  # stored once it is sent
             self._add_content(
                 unit,
@@ -720,6 +737,76 @@ class DeployedChannel:
                 unit, message_id, metadata_id, ContentType.PROCESSING_ERROR, error, None
             )
         return status
+
+    async def transform_response(
+        self, destination: DestinationRuntime, ctx: MessageContext, response: Response
+    ) -> tuple[Response, dict[ContentType, str]]:
+        """Run the destination's response transformer on a response it got back (Mirth's
+        status P step): the script may change ``response.status`` and the rest. Returns the
+        response to record and the content rows it produced (RESPONSE_TRANSFORMED,
+        PROCESSED_RESPONSE, or RESPONSE_ERROR when the transformer failed)."""
+        transformer = destination.response_transformer
+        if not transformer.steps or response.status == Status.QUEUED:
+            return response, {}
+        view = ResponseView(
+            response.status, response.message, response.status_message, response.error
+        )
+        datatype = destination.datatype
+        content: dict[ContentType, str] = {}
+        shared = await self._load_shared(transformer.shared)
+        try:
+            try:
+                parsed: Any = datatype.parse(response.message) if datatype else response.message
+            except MessageParseError:
+                parsed = None
+            scope = make_scope(
+                parsed,
+                response.message,
+                ctx.channel_map,
+                {},
+                ctx.source_map,
+                ctx.response_map,
+                script_log,
+                shared,
+            )
+            scope["response"] = view
+            transformer.run(scope)
+            if parsed is not None and datatype is not None:
+                content[ContentType.RESPONSE_TRANSFORMED] = datatype.encode(parsed)
+            result = Response(Status(view.status), view.message, view.status_message, view.error)
+            content[ContentType.PROCESSED_RESPONSE] = xstream.serialize_response(result)
+        except Exception as exc:
+            error = _describe(exc)
+            content = {ContentType.RESPONSE_ERROR: error}
+            result = Response(Status.ERROR, response.message, response.status_message, error)
+        await self._save_shared(shared)
+        return result, content
+
+    def add_response_content(
+        self,
+        unit: Unit,
+        message_id: int,
+        destination: DestinationRuntime,
+        content: Mapping[ContentType, str],
+    ) -> None:
+        storage = self.storage
+        wanted = {
+            ContentType.RESPONSE_TRANSFORMED: storage.store_response_transformed,
+            ContentType.PROCESSED_RESPONSE: storage.store_processed_response,
+            ContentType.RESPONSE_ERROR: True,
+        }
+        for content_type, text in content.items():
+            if storage.enabled and wanted[content_type]:
+                self._add_content(
+                    unit,
+                    message_id,
+                    destination.model.metaDataId,
+                    content_type,
+                    text,
+                    destination.model.outboundDataType
+                    if content_type != ContentType.RESPONSE_ERROR
+                    else None,
+                )
 
     async def send_with_retries(
         self,

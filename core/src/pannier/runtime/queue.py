@@ -132,6 +132,7 @@ class DestinationQueue:
         store = channel.store.store
         send_date = store.now()
         response = await channel.send(destination, ctx, row["encoded"], properties)
+        response, response_content = await channel.transform_response(destination, ctx, response)
         status = fix_status(response.status, queue_enabled=True)
         row["attempts"] += 1
         unit = Unit()
@@ -148,6 +149,7 @@ class DestinationQueue:
                 ERROR_CODE=ContentType.PROCESSING_ERROR.error_code if status == Status.ERROR else 0,
             )
             self._final_content(unit, row["id"], response, status)
+            channel.add_response_content(unit, row["id"], destination, response_content)
         unit.add(UPDATE_CONNECTOR, channel.store.update_connector, update)
         if channel.storage.enabled:
             await store.commit(unit)

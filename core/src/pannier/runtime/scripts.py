@@ -49,6 +49,7 @@ NAMES = (
     "source_map",
     "response_map",
     "logger",
+    "response",
     *SHARED_MAPS,
 )
 
@@ -246,6 +247,7 @@ def make_scope(
         "connector_map": connector_map,
         "source_map": MappingProxyType(dict(source_map)),
         "response_map": response_map,
+        "response": None,
         "logger": logger,
     }
 
@@ -266,3 +268,14 @@ def compile_script(
         )
     function = engine.compile(script.code, names, where, False)
     return lambda scope: function(**{name: scope[name] for name in names})
+
+
+@dataclass
+class ResponseView:
+    """What a response transformer sees as ``response`` and may change: ``status`` (a
+    :class:`~pannier.Status`), ``message``, ``status_message`` and ``error``."""
+
+    status: Any
+    message: str
+    status_message: str
+    error: str
