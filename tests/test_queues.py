@@ -3,6 +3,7 @@ wait as QUEUED; once it can, they are delivered in order, also across a restart.
 
 from __future__ import annotations
 
+import pytest
 import trio
 from pannier_mllp import send_mllp
 
@@ -133,3 +134,45 @@ scope = "channel"
             == [(1, "Q"), (2, "S"), (3, "S"), (4, "S")]
         )
     )
+
+
+async def test_with_the_source_queue_on_the_client_is_answered_before_processing(
+    nursery, tmp_path, hl7_sample
+) -> None:
+    blocker = tmp_path / "out"
+    blocker.write_text("blocked: the destination fails, but the ACK does not wait for it")
+    channel = example_channel(directory="out").replace(
+        'responseVariable = "Auto-generate (Destinations completed)"',
+        'responseVariable = "Auto-generate (Before processing)"\nrespondAfterProcessing = false',
+    )
+    engine, port = await start(nursery, write_config(tmp_path, channel))
+    acks = await send_mllp("127.0.0.1", port, messages(hl7_sample, 3), timeout=10)
+    assert [segments(a)["MSA"][1] for a in acks] == ["AA"] * 3
+    n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+    await wait_for(
+        lambda: query(engine, f"SELECT COUNT(*) FROM D_M{n} WHERE PROCESSED = 1") == [(3,)]
+    )
+    assert {s for (s,) in query(engine, f"SELECT STATUS FROM D_MM{n} WHERE ID = 1")} == {"E"}
+
+
+def test_the_source_queue_only_allows_responses_it_can_give(tmp_path) -> None:
+    from pannier.config import load_config
+    from pannier.engine import DeployError, Engine
+    from pannier.model.channel_file import channel_from_dict
+
+    config = tmp_path / "pannier.toml"
+    config.write_text("[channels]\npaths = []\n")
+    engine = Engine(load_config(config, environ={}))
+    channel = channel_from_dict(
+        {
+            "name": "c",
+            "source": {
+                "transportName": "TCP Listener",
+                "respondAfterProcessing": False,
+                "responseVariable": "Auto-generate (Destinations completed)",
+            },
+            "destinations": [{"name": "d", "transportName": "File Writer"}],
+        }
+    )
+    with pytest.raises(DeployError, match="source queue on"):
+        engine.prepare(channel)

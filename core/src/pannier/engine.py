@@ -30,7 +30,7 @@ from pannier.connectors import (
 )
 from pannier.extensions import Route
 from pannier.maps import MapBackend
-from pannier.model.channel import Channel, Connector
+from pannier.model.channel import AUTO_BEFORE, Channel, Connector
 from pannier.model.channel_file import load_channel_file
 from pannier.model.mirth_xml import MirthXmlError, channel_to_xml
 from pannier.model.status import Status
@@ -348,6 +348,22 @@ class Engine:
         properties = check_properties(
             f"{where} source.properties", defaults, source_model.properties
         )
+        if not source_model.source.respondAfterProcessing and (
+            source_model.source.responseVariable not in ("", "None", AUTO_BEFORE)
+        ):
+            raise DeployError(
+                f"{where} source: with the source queue on (respondAfterProcessing = false) "
+                f"the response can only be 'None' or '{AUTO_BEFORE}', not "
+                f"{source_model.source.responseVariable!r}"
+            )
+        if not source_model.source.respondAfterProcessing and (
+            not source_model.source.responseVariable
+        ):
+            source_model.source.responseVariable = (
+                AUTO_BEFORE
+                if str(source_type.defaults.get("responseVariable", "None")) != "None"
+                else "None"
+            )
         if not source_model.source.responseVariable:
             source_model.source.responseVariable = str(
                 source_type.defaults.get("responseVariable", "None")

@@ -171,6 +171,11 @@ class DeployedChannel:
         settings = channel.source.source
         self.response_variable = settings.responseVariable
         self._process_limit = trio.Semaphore(max(1, settings.processingThreads))
+        self.source_queue: (
+            tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]] | None
+        ) = None
+        if not settings.respondAfterProcessing:
+            self.source_queue = trio.open_memory_channel(settings.queueBufferSize or 1000)
         self._metadata_columns = [
             (c.name, c.mappingName) for c in channel.properties.metaDataColumns
         ]
@@ -205,6 +210,9 @@ class DeployedChannel:
                 self.recovered = await recover(self)
                 for queue in self.queues.values():  # after recovery, as Mirth (MIRTH-3467)
                     nursery.start_soon(queue.run)
+                if self.source_queue is not None:
+                    for _ in range(max(1, self.channel.source.source.processingThreads)):
+                        nursery.start_soon(self._source_queue_worker)
                 self.bound = await nursery.start(self._run_source)
                 self.state = "started"
                 task_status.started(self.bound)
@@ -260,6 +268,8 @@ class DeployedChannel:
         self._inflight += 1
         self._drained = self._drained if self._inflight > 1 else trio.Event()
         try:
+            if self.source_queue is not None:  # workers limit processing, not receiving
+                return await self._process(raw)
             async with self._process_limit:
                 return await self._process(raw)
         finally:
@@ -315,8 +325,37 @@ class DeployedChannel:
         message_id = first.message_id
         self.statistics.update(0, Status.RECEIVED, None)
         ctx = MessageContext(message_id, raw, received, source_map)
+        if self.source_queue is not None:
+            # Source queue on: answer now (None or "Before processing"), process later. The
+            # message is RECEIVED in the database, so a stop or crash loses nothing: recovery
+            # finishes whatever the workers had not reached.
+            await self.source_queue[0].send((ctx, decode_error))
+            response = select_response(
+                self.response_variable,
+                datatype=self.datatype,
+                raw=raw,
+                source_status=Status.RECEIVED,
+                source_error="",
+                destination_statuses=[],
+                destination_count=len(self.destinations),
+                response_map={},
+            )
+            return DispatchResult(message_id=message_id, response=response)
         response = await self.process_received(ctx, decode_error)
         return DispatchResult(message_id=message_id, response=response)
+
+    async def _source_queue_worker(self) -> None:
+        assert self.source_queue is not None
+        async for ctx, decode_error in self.source_queue[1]:
+            try:
+                await self.process_received(ctx, decode_error)
+            except Exception as exc:  # stays RECEIVED; recovery retries it at next start
+                log.error(
+                    "channel %s: processing queued message %d failed: %s",
+                    self.channel.name,
+                    ctx.message_id,
+                    exc,
+                )
 
     async def process_received(
         self,
