@@ -292,3 +292,19 @@ msg["MSA.3"] = msg["MSA.3"].upper()
     assert "MSA|AE|x|BAD PATIENT" in contents[7], "RESPONSE_TRANSFORMED"
     assert "<status>ERROR</status>" in contents[8], "PROCESSED_RESPONSE"
     assert "EMR refused: bad patient" in contents[12]
+
+
+async def test_the_channel_map_is_stored_with_each_connector_message(
+    nursery, tmp_path, hl7_sample
+) -> None:
+    engine, port = await start(
+        nursery, write_config(tmp_path, with_source_scripts(example_channel(), TRANSFORM))
+    )
+    await send_mllp("127.0.0.1", port, [hl7_sample("adt_a01.hl7")], timeout=10)
+    n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+    stored = query(
+        engine,
+        f"SELECT METADATA_ID, CONTENT FROM D_MC{n} WHERE CONTENT_TYPE = 10 ORDER BY METADATA_ID",
+    )
+    assert [m for m, _ in stored] == [0, 1]
+    assert all("<string>mrn</string>" in c and "555-44-3333" in c for _, c in stored)

@@ -429,6 +429,15 @@ class DeployedChannel:
                     xstream.serialize_map(connector_map),
                     None,
                 )
+            if storage.store_maps and ctx.channel_map:
+                self._add_content(
+                    second,
+                    message_id,
+                    0,
+                    ContentType.CHANNEL_MAP,
+                    xstream.serialize_map(ctx.channel_map),
+                    None,
+                )
             if storage.store_custom_metadata:
                 self.store.add_custom_metadata(
                     second,
@@ -748,6 +757,15 @@ class DeployedChannel:
                     unit, message_id, metadata_id, ContentType.PROCESSING_ERROR, error, None
                 )
             return status
+        if storage.store_maps and ctx.channel_map:
+            self._add_content(
+                unit,
+                message_id,
+                metadata_id,
+                ContentType.CHANNEL_MAP,
+                xstream.serialize_map(ctx.channel_map),
+                None,
+            )
         if storage.store_destination_encoded:
             self._add_content(
                 unit, message_id, metadata_id, ContentType.ENCODED, encoded, model.outboundDataType
