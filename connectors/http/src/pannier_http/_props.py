@@ -2,66 +2,12 @@
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Mapping
 from typing import Any
 
+from pannier.properties import PropertyError, get_bool, get_int, get_str, resolve_charset
 
-class PropertyError(ValueError):
-    """A connector property has a value the connector cannot use."""
-
-
-def get_str(props: Mapping[str, Any], key: str, default: str) -> str:
-    value = props.get(key, default)
-    return default if value is None else str(value)
-
-
-def get_int(
-    props: Mapping[str, Any],
-    key: str,
-    default: int,
-    *,
-    minimum: int | None = None,
-    maximum: int | None = None,
-) -> int:
-    value = props.get(key, default)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return default
-    if isinstance(value, bool):
-        raise PropertyError(f"{key} must be a whole number, not {value!r}")
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise PropertyError(f"{key} must be a whole number, not {value!r}") from None
-    if minimum is not None and number < minimum:
-        raise PropertyError(f"{key} must be at least {minimum}, not {number}")
-    if maximum is not None and number > maximum:
-        raise PropertyError(f"{key} must be at most {maximum}, not {number}")
-    return number
-
-
-def get_bool(props: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = props.get(key, default)
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return default
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no", ""):
-        return False
-    raise PropertyError(f"{key} must be true or false, not {value!r}")
-
-
-def resolve_charset(name: Any) -> str:
-    text = "" if name is None else str(name).strip()
-    if text in ("", "DEFAULT_ENCODING"):
-        return "utf-8"
-    try:
-        return codecs.lookup(text).name
-    except LookupError:
-        raise PropertyError(f"unknown charset {text!r}") from None
+__all__ = ["PropertyError", "get_bool", "get_int", "get_multimap", "get_str", "resolve_charset"]
 
 
 def get_multimap(props: Mapping[str, Any], key: str) -> list[tuple[str, str]]:
