@@ -10,6 +10,7 @@ its rows durable. If a batch fails, its units are retried one by one so one bad 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -502,6 +503,22 @@ class Store:
                 custom(conn)
 
 
+def _use_wal(cursor: Any) -> None:
+    """Switch the database to WAL once (the mode is kept in the file). Changing the journal
+    mode answers "database is locked" at once, without the busy wait, while another process
+    holds the file, so a few short retries cover engines starting together."""
+    for attempt in range(50):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.05 + 0.01 * attempt)
+
+
 def _create_engine(url: str, pool_size: int) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(
@@ -515,7 +532,8 @@ def _create_engine(url: str, pool_size: int) -> Engine:
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below rule
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            _use_wal(cursor)
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
