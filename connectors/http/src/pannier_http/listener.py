@@ -21,6 +21,7 @@ import h11
 import trio
 from pannier import ChannelStoppedError, ConnectorSetup, Dispatcher, RawMessage, SourceConnector
 from pannier.model.status import Status
+from pannier.net import open_listeners
 
 from pannier_http._props import (
     PropertyError,
@@ -141,21 +142,10 @@ class HttpListener(SourceConnector):
         *,
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        where = f"{self.host or '*'}:{self.port}"
+        listeners, bound = await open_listeners(
+            self.host, self.port, what="HTTP Listener", backlog=_BACKLOG
+        )
         try:
-            listeners = await trio.open_tcp_listeners(
-                self.port, host=self.host or None, backlog=_BACKLOG
-            )
-        except OSError as exc:
-            raise OSError(
-                exc.errno, f"HTTP Listener cannot listen on {where}: {exc.strerror or exc}"
-            ) from exc
-        try:
-            if self.port == 0 and len(listeners) > 1:
-                for extra in listeners[1:]:
-                    extra.socket.close()
-                listeners = listeners[:1]
-            bound = tuple(listeners[0].socket.getsockname()[:2])
             async with trio.open_nursery() as nursery:
                 for listener in listeners:
                     nursery.start_soon(self._accept_loop, listener, dispatcher, nursery)

@@ -14,6 +14,7 @@ from pannier import (
     RawMessage,
     SourceConnector,
 )
+from pannier.net import open_listeners
 
 from pannier_mllp._net import error_text
 from pannier_mllp._props import (
@@ -107,22 +108,10 @@ class TcpListener(SourceConnector):
         *,
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        where = f"{self.host or '*'}:{self.port}"
+        listeners, bound = await open_listeners(
+            self.host, self.port, what="TCP Listener", backlog=_BACKLOG
+        )
         try:
-            listeners = await trio.open_tcp_listeners(
-                self.port, host=self.host or None, backlog=_BACKLOG
-            )
-        except OSError as exc:
-            raise OSError(
-                exc.errno, f"TCP Listener cannot listen on {where}: {exc.strerror or exc}"
-            ) from exc
-        try:
-            if self.port == 0 and len(listeners) > 1:
-                # Port 0 on a name with several addresses gives each its own port: keep one.
-                for extra in listeners[1:]:
-                    extra.socket.close()
-                listeners = listeners[:1]
-            bound = tuple(listeners[0].socket.getsockname()[:2])
             slots = trio.Semaphore(self.max_connections)
             async with trio.open_nursery() as nursery:
                 for listener in listeners:
