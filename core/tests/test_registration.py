@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 import trio
 from pannier import (
-    BusEvent,
     CliCommand,
     ClusterBusSpec,
     MapBackendSpec,
@@ -201,11 +200,6 @@ async def test_builtin_backends_pass_their_conformance_kits() -> None:
     check_sequence_allocator(SingleAllocator)
 
 
-def test_bus_event_is_a_plain_record() -> None:
-    event = BusEvent("channel.deploy", {"id": "x"}, "server-1")
-    assert event.topic == "channel.deploy" and event.sender == "server-1"
-
-
 class ShoutEngine:
     """A toy script language: a script is accepted when it is written in capitals."""
 
@@ -272,3 +266,24 @@ def test_a_script_in_a_language_with_no_engine_names_the_installed_ones(tmp_path
         r"installed: python, shout",
     ):
         engine.prepare(channel)
+
+
+class BrokenObserver:
+    @hookimpl
+    def pannier_connector_state_changed(
+        self, channel_id: str, metadata_id: int, state: str, details: Any
+    ) -> None:
+        raise RuntimeError("observer bug")
+
+
+async def test_a_failing_state_observer_never_reaches_the_connector(start_engine) -> None:
+    from pannier import RawMessage
+
+    kit = KitPlugin()
+    await start_engine([channel_toml()], plugins=[BrokenObserver(), kit])
+    kit.sources[0].setup.report_state("receiving", {"connections": 1})  # must not raise
+    result = await kit.sources[0].dispatcher.dispatch(RawMessage("ORU|1"))
+    assert result.response is not None and result.response.message == "ACK:S"
+    assert ("state", (0, "receiving", {"connections": 1})) in kit.events, (
+        "the other observers still hear about it"
+    )

@@ -118,7 +118,8 @@ class ConnectorSetup:
     """The connector's properties: the type's defaults overlaid by the channel's values."""
     report_state: Callable[[str, Mapping[str, Any]], None]
     """Call ``report_state("idle" | "receiving" | "sending" | "connected" | ..., details)`` on every
-    state change; the kernel forwards it to the ``pannier_connector_state_changed`` observers."""
+    state change; the kernel forwards it to the ``pannier_connector_state_changed`` observers.
+    It never raises (an observer's error is logged by the kernel), so call it directly."""
     base_directory: str = "."
     """Directory that relative paths in properties are resolved against (the config file's)."""
     router: Router | None = None

@@ -207,10 +207,7 @@ class FileReader(SourceConnector):
     # -- state reporting ----------------------------------------------------------------------
 
     def _report(self, state: str, **details: Any) -> None:
-        try:
-            self._setup.report_state(state, details)
-        except Exception:
-            LOG.exception("report_state(%r) raised; ignored", state)
+        self._setup.report_state(state, details)
 
     # -- the connector ------------------------------------------------------------------------
 

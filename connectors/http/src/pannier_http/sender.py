@@ -82,10 +82,7 @@ class HttpSender(DestinationConnector):
         self._client: httpx.AsyncClient | None = None
 
     def _report(self, state: str, **details: Any) -> None:
-        try:
-            self._setup.report_state(state, details)
-        except Exception:
-            LOG.exception("report_state(%r) raised; ignored", state)
+        self._setup.report_state(state, details)
 
     async def start(self) -> None:
         timeout = httpx.Timeout(self.socket_timeout or None)

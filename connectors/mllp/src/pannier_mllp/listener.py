@@ -95,10 +95,7 @@ class TcpListener(SourceConnector):
 
     def _report(self, state: str, **details: Any) -> None:
         details.setdefault("connections", self._connections)
-        try:
-            self._setup.report_state(state, details)
-        except Exception:
-            LOG.exception("report_state(%r) raised; ignored", state)
+        self._setup.report_state(state, details)
 
     # -- the connector ----------------------------------------------------------------------
 
