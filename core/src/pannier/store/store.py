@@ -558,7 +558,11 @@ _TRANSIENT_PG_PREFIXES = ("40P01", "40001", "57P", "08")
 def is_transient(exc: BaseException) -> bool:
     """Whether retrying the same transaction later may succeed."""
     if isinstance(exc, sa.exc.DBAPIError):
-        if exc.connection_invalidated:
+        if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
+            return True  # the connection is gone (DB-API InterfaceError: closed connection)
+        if "can't change 'autocommit' now" in str(exc.orig):
+            # psycopg's symptom of a pooled connection whose server ended it mid-statement:
+            # the next connection will be fresh, so retrying helps.
             return True
         orig = exc.orig
         args = getattr(orig, "args", ())
