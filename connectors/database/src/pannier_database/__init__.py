@@ -1,0 +1,1 @@
+"""Pannier's database connectors: "Database Reader" and "Database Writer"."""
