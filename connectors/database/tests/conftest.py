@@ -1,20 +1,13 @@
 """Fixtures for the database connectors' tests: fresh databases on real servers, a recording
 dispatcher, and connector setups.
 
-``PANNIER_TEST_MYSQL_URL`` (default ``mysql+pymysql://root@127.0.0.1:3306/``) and
-``PANNIER_TEST_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``)
-name the *servers*; each test gets its own database there, dropped afterwards. When a server is
-unreachable its tests are skipped with a message naming it, unless
-``PANNIER_TEST_REQUIRE_SERVICES=1`` (CI), where they fail with that message. (The same logic as
-``tests/store/conftest.py``; test modules cannot import a conftest under
-``--import-mode=importlib``, so helpers are fixtures.)
+The real-database fixtures (``mysql_url``, ``postgres_url``, ``db_url``) come from
+:mod:`pannier.testing.databases`, the pytest plugin installed with pannier-core.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,98 +15,6 @@ import pytest
 import sqlalchemy as sa
 import trio
 from pannier import ConnectorSetup, DispatchResult, RawMessage, Response, Status
-from sqlalchemy.engine import URL, Engine, make_url
-
-SERVERS = {
-    "mysql": ("PANNIER_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/", "MariaDB/MySQL"),
-    "postgres": (
-        "PANNIER_TEST_POSTGRES_URL",
-        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-        "PostgreSQL",
-    ),
-}
-
-_reachable: dict[str, str | None] = {}  # kind -> None when reachable, else the error message
-
-
-def server_url(kind: str) -> URL:
-    variable, default, _label = SERVERS[kind]
-    return make_url(os.environ.get(variable) or default)
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("PANNIER_TEST_REQUIRE_SERVICES") == "1":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
-def _admin_engine(kind: str) -> Engine:
-    return sa.create_engine(server_url(kind), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-
-
-def _check_server(kind: str) -> None:
-    if kind not in _reachable:
-        variable, _default, label = SERVERS[kind]
-        shown = server_url(kind).render_as_string(hide_password=True)
-        engine = _admin_engine(kind)
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            _reachable[kind] = None
-        except Exception as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            _reachable[kind] = f"{label} server not reachable at {shown} (set {variable}): {first}"
-        finally:
-            engine.dispose()
-    message = _reachable[kind]
-    if message is not None:
-        _unavailable(message)
-
-
-def _database(kind: str) -> Iterator[str]:
-    """A uniquely named database on the server (its URL), dropped afterwards."""
-    _check_server(kind)
-    name = f"pannier_test_{uuid.uuid4().hex[:12]}"
-    engine = _admin_engine(kind)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    finally:
-        engine.dispose()
-    yield server_url(kind).set(database=name).render_as_string(hide_password=False)
-    engine = _admin_engine(kind)
-    try:
-        with engine.connect() as conn:
-            force = " WITH (FORCE)" if kind == "postgres" else ""
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture
-def mysql_url() -> Iterator[str]:
-    """URL of a fresh, uniquely named MariaDB/MySQL database, dropped after the test."""
-    yield from _database("mysql")
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """URL of a fresh, uniquely named PostgreSQL database, dropped after the test."""
-    yield from _database("postgres")
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database on each of SQLite, MariaDB/MySQL and PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data.db'}"
-    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 class RecordingDispatcher:
