@@ -98,6 +98,7 @@ def test_import_maps_tcp_listener_source() -> None:
     assert source.properties["startOfMessageBytes"] == "0B"
     assert source.properties["endOfMessageBytes"] == "1C0D"
     assert source.properties["pluginPointName"] == "MLLP"
+    assert (source.properties["ackBytes"], source.properties["maxRetries"]) == ("06", "2")  # MLLPv2
     assert source.properties["maxConnections"] == "10"
     assert source.properties["charsetEncoding"] == "DEFAULT_ENCODING"
     assert "reconnectInterval" not in source.properties  # kept opaquely, not in the model
@@ -244,12 +245,12 @@ def test_unknown_parts_survive_a_round_trip() -> None:
     http = copy.deepcopy(connectors[1])
     http.find("metaDataId").text = "3"
     http.find("name").text = "Notify portal"
-    http.find("transportName").text = "HTTP Sender"
+    http.find("transportName").text = "Web Service Sender"  # a transport Pannier does not map
     properties = http.find("properties")
     for child in list(properties)[2:]:
         properties.remove(child)
-    properties.set("class", "com.mirth.connect.connectors.http.HttpDispatcherProperties")
-    for tag, text in (("host", "https://portal.example.org/adt"), ("method", "post")):
+    properties.set("class", "com.mirth.connect.connectors.ws.WebServiceDispatcherProperties")
+    for tag, text in (("wsdlUrl", "https://portal.example.org/adt?wsdl"), ("operation", "send")):
         etree.SubElement(properties, tag).text = text
     headers = etree.SubElement(properties, "headers", {"class": "linked-hash-map"})
     entry = etree.SubElement(headers, "entry")
@@ -293,7 +294,7 @@ def test_unknown_parts_survive_a_round_trip() -> None:
 
     channel = channel_from_xml(text)
     portal = channel.destinations[2]
-    assert portal.transportName == "HTTP Sender"
+    assert portal.transportName == "Web Service Sender"
     assert portal.properties == {}
     assert portal.queue.queueEnabled is True  # destinationConnectorProperties still mapped
     assert portal.transformer.steps[0].kind == "com.mirth.connect.plugins.xsltstep.XsltStep"
@@ -569,3 +570,423 @@ def test_channel_validate_names_the_file_and_key(
     assert str(wrong) in first and "'prot'" in first
     # the hand-written Mirth channel has JavaScript steps: named, not run
     assert str(FIXTURE) in second and "Normalise sending facility" in second
+
+
+# --- more transports: File Reader, HTTP Listener/Sender, Channel Reader/Writer --------------------
+#
+# Each fragment is a connector's <properties> as Mirth 4.5.2 writes it (field order and nesting
+# of its properties class, written by hand from Mirth's classes and exports; see
+# tests/fixtures/channels/README.md), with some values changed from Mirth's defaults.
+
+_RESOURCES = (
+    '<resourceIds class="linked-hash-map"><entry><string>Default Resource</string>'
+    "<string>[Default Resource]</string></entry></resourceIds>"
+)
+_SOURCE_SETTINGS = (
+    '<sourceConnectorProperties version="4.5.2"><responseVariable>None</responseVariable>'
+    "<respondAfterProcessing>true</respondAfterProcessing><processBatch>false</processBatch>"
+    "<firstResponse>false</firstResponse><processingThreads>1</processingThreads>"
+    f"{_RESOURCES}<queueBufferSize>1000</queueBufferSize></sourceConnectorProperties>"
+)
+_QUEUE_SETTINGS = (
+    '<destinationConnectorProperties version="4.5.2"><queueEnabled>false</queueEnabled>'
+    "<sendFirst>false</sendFirst><retryIntervalMillis>10000</retryIntervalMillis>"
+    "<regenerateTemplate>false</regenerateTemplate><retryCount>0</retryCount>"
+    "<rotate>false</rotate><includeFilterTransformer>false</includeFilterTransformer>"
+    "<threadCount>1</threadCount><threadAssignmentVariable/><validateResponse>false"
+    f"</validateResponse>{_RESOURCES}<queueBufferSize>1000</queueBufferSize>"
+    "<reattachAttachments>true</reattachAttachments></destinationConnectorProperties>"
+)
+_POLL = (
+    '<pollConnectorProperties version="4.5.2"><pollingType>INTERVAL</pollingType>'
+    "<pollOnStart>true</pollOnStart><pollingFrequency>2000</pollingFrequency>"
+    "<pollingHour>0</pollingHour><pollingMinute>0</pollingMinute><cronJobs/>"
+    "<pollConnectorPropertiesAdvanced><weekly>true</weekly><inactiveDays>"
+    + "<boolean>false</boolean>"
+    * 8
+    + "</inactiveDays><dayOfMonth>1</dayOfMonth><allDay>true</allDay>"
+    "<startingHour>8</startingHour><startingMinute>0</startingMinute><endingHour>17</endingHour>"
+    "<endingMinute>0</endingMinute></pollConnectorPropertiesAdvanced></pollConnectorProperties>"
+)
+_BINARY = "application/.*(?&lt;!json|xml)$|image/.*|video/.*|audio/.*"
+
+FRAGMENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "File Reader": (
+        f"""<properties class="com.mirth.connect.connectors.file.FileReceiverProperties"
+        version="4.5.2"><pluginProperties/>{_POLL}{_SOURCE_SETTINGS}<scheme>FILE</scheme>
+        <host>/var/spool/adt/in</host><fileFilter>*.hl7</fileFilter><regex>false</regex>
+        <directoryRecursion>false</directoryRecursion><ignoreDot>true</ignoreDot>
+        <anonymous>true</anonymous><username>anonymous</username><password>anonymous</password>
+        <timeout>10000</timeout><secure>true</secure><passive>true</passive>
+        <validateConnection>true</validateConnection>
+        <afterProcessingAction>MOVE</afterProcessingAction><moveToDirectory>/var/spool/adt/done</moveToDirectory>
+        <moveToFileName>${{originalFilename}}.done</moveToFileName>
+        <errorReadingAction>DELETE</errorReadingAction>
+        <errorResponseAction>AFTER_PROCESSING</errorResponseAction>
+        <errorMoveToDirectory/><errorMoveToFileName/><checkFileAge>false</checkFileAge>
+        <fileAge>1000</fileAge><fileSizeMinimum>0</fileSizeMinimum><fileSizeMaximum/>
+        <ignoreFileSizeMaximum>true</ignoreFileSizeMaximum><sortBy>name</sortBy>
+        <binary>false</binary><charsetEncoding>ISO-8859-1</charsetEncoding></properties>""",
+        "SOURCE",
+        {
+            "pollingFrequency": "2000",
+            "pollOnStart": "true",
+            "directory": "/var/spool/adt/in",
+            "fileFilter": "*.hl7",
+            "regex": "false",
+            "directoryRecursion": "false",
+            "ignoreDot": "true",
+            "afterProcessingAction": "MOVE",
+            "moveToDirectory": "/var/spool/adt/done",
+            "moveToFileName": "${originalFilename}.done",
+            "errorReadingAction": "DELETE",
+            "errorResponseAction": "AFTER_PROCESSING",
+            "errorMoveToDirectory": "",
+            "errorMoveToFileName": "",
+            "checkFileAge": "false",
+            "fileAge": "1000",
+            "sortBy": "name",
+            "binary": "false",
+            "charsetEncoding": "ISO-8859-1",
+        },
+    ),
+    "HTTP Listener": (
+        f"""<properties class="com.mirth.connect.connectors.http.HttpReceiverProperties"
+        version="4.5.2"><pluginProperties>
+        <com.mirth.connect.plugins.httpauth.NoneHttpAuthProperties version="4.5.2">
+        <authType>NONE</authType></com.mirth.connect.plugins.httpauth.NoneHttpAuthProperties>
+        </pluginProperties><listenerConnectorProperties version="4.5.2"><host>0.0.0.0</host>
+        <port>8081</port></listenerConnectorProperties>{_SOURCE_SETTINGS}<xmlBody>false</xmlBody>
+        <parseMultipart>true</parseMultipart><includeMetadata>true</includeMetadata>
+        <binaryMimeTypes>{_BINARY}</binaryMimeTypes>
+        <binaryMimeTypesRegex>true</binaryMimeTypesRegex><responseContentType>application/json</responseContentType>
+        <responseDataTypeBinary>false</responseDataTypeBinary>
+        <responseStatusCode>202</responseStatusCode><responseHeaders class="linked-hash-map">
+        <entry><string>X-Engine</string><list><string>pannier</string></list></entry>
+        <entry><string>Cache-Control</string><list><string>no-store</string>
+        <string>no-cache</string></list></entry></responseHeaders><responseHeadersVariable/>
+        <useResponseHeadersVariable>false</useResponseHeadersVariable><charset>UTF-8</charset>
+        <contextPath>/adt</contextPath><timeout>60000</timeout><staticResources/>
+        </properties>""",
+        "SOURCE",
+        {
+            "host": "0.0.0.0",
+            "port": "8081",
+            "xmlBody": "false",
+            "parseMultipart": "true",
+            "includeMetadata": "true",
+            "binaryMimeTypes": "application/.*(?<!json|xml)$|image/.*|video/.*|audio/.*",
+            "binaryMimeTypesRegex": "true",
+            "responseContentType": "application/json",
+            "responseDataTypeBinary": "false",
+            "responseStatusCode": "202",
+            "responseHeaders": {"X-Engine": ["pannier"], "Cache-Control": ["no-store", "no-cache"]},
+            "charset": "UTF-8",
+            "contextPath": "/adt",
+            "timeout": "60000",
+        },
+    ),
+    "HTTP Sender": (
+        f"""<properties class="com.mirth.connect.connectors.http.HttpDispatcherProperties"
+        version="4.5.2"><pluginProperties/>{_QUEUE_SETTINGS}
+        <host>https://emr.example.org/adt/${{mrn}}</host><useProxyServer>false</useProxyServer>
+        <proxyAddress/><proxyPort/><method>put</method><headers class="linked-hash-map"><entry>
+        <string>X-Token</string><list><string>${{token}}</string></list></entry></headers>
+        <parameters class="linked-hash-map"/><useHeadersVariable>false</useHeadersVariable>
+        <headersVariable/><useParametersVariable>false</useParametersVariable>
+        <parametersVariable/><responseXmlBody>false</responseXmlBody>
+        <responseParseMultipart>true</responseParseMultipart>
+        <responseIncludeMetadata>false</responseIncludeMetadata>
+        <responseBinaryMimeTypes>{_BINARY}</responseBinaryMimeTypes>
+        <responseBinaryMimeTypesRegex>true</responseBinaryMimeTypesRegex>
+        <multipart>false</multipart><useAuthentication>true</useAuthentication>
+        <authenticationType>Digest</authenticationType>
+        <usePreemptiveAuthentication>false</usePreemptiveAuthentication>
+        <username>pannier</username><password>s3cret</password>
+        <content>${{message.encodedData}}</content><contentType>application/hl7-v2</contentType>
+        <dataTypeBinary>false</dataTypeBinary><charset>UTF-8</charset>
+        <socketTimeout>10000</socketTimeout></properties>""",
+        "DESTINATION",
+        {
+            "host": "https://emr.example.org/adt/${mrn}",
+            "useProxyServer": "false",
+            "method": "put",
+            "headers": {"X-Token": ["${token}"]},
+            "parameters": {},
+            "responseXmlBody": "false",
+            "multipart": "false",
+            "useAuthentication": "true",
+            "authenticationType": "Digest",
+            "usePreemptiveAuthentication": "false",
+            "username": "pannier",
+            "password": "s3cret",
+            "content": "${message.encodedData}",
+            "contentType": "application/hl7-v2",
+            "dataTypeBinary": "false",
+            "charset": "UTF-8",
+            "socketTimeout": "10000",
+        },
+    ),
+    "Database Reader": (
+        f"""<properties class="com.mirth.connect.connectors.jdbc.DatabaseReceiverProperties"
+        version="4.5.2"><pluginProperties/>{_POLL}{_SOURCE_SETTINGS}
+        <driver>org.postgresql.Driver</driver><url>jdbc:postgresql://db.example:5432/lab</url>
+        <username>mirth</username><password>s3cret</password>
+        <select>SELECT id, mrn, result FROM lab_results WHERE sent = false</select>
+        <update>UPDATE lab_results SET sent = true WHERE id = ${{id}}</update>
+        <useScript>false</useScript><aggregateResults>true</aggregateResults>
+        <cacheResults>true</cacheResults><keepConnectionOpen>false</keepConnectionOpen>
+        <updateMode>3</updateMode><retryCount>3</retryCount><retryInterval>10000</retryInterval>
+        <fetchSize>500</fetchSize><encoding>DEFAULT_ENCODING</encoding></properties>""",
+        "SOURCE",
+        {
+            "pollingFrequency": "2000",
+            "pollOnStart": "true",
+            "driver": "org.postgresql.Driver",
+            "url": "jdbc:postgresql://db.example:5432/lab",
+            "username": "mirth",
+            "password": "s3cret",
+            "select": "SELECT id, mrn, result FROM lab_results WHERE sent = false",
+            "update": "UPDATE lab_results SET sent = true WHERE id = ${id}",
+            "useScript": "false",
+            "aggregateResults": "true",
+            "cacheResults": "true",
+            "keepConnectionOpen": "false",
+            "updateMode": "3",
+            "retryCount": "3",
+            "retryInterval": "10000",
+            "fetchSize": "500",
+            "encoding": "DEFAULT_ENCODING",
+        },
+    ),
+    "Database Writer": (
+        f"""<properties class="com.mirth.connect.connectors.jdbc.DatabaseDispatcherProperties"
+        version="4.5.2"><pluginProperties/>{_QUEUE_SETTINGS}
+        <driver>com.mysql.cj.jdbc.Driver</driver><url>jdbc:mysql://db.example:3306/his</url><username>his</username>
+        <password/><query>INSERT INTO adt (mrn, event) VALUES (${{mrn}}, ${{event}})</query>
+        <useScript>false</useScript></properties>""",
+        "DESTINATION",
+        {
+            "driver": "com.mysql.cj.jdbc.Driver",
+            "url": "jdbc:mysql://db.example:3306/his",
+            "username": "his",
+            "password": "",
+            "query": "INSERT INTO adt (mrn, event) VALUES (${mrn}, ${event})",
+            "useScript": "false",
+        },
+    ),
+    "Channel Reader": (
+        f"""<properties class="com.mirth.connect.connectors.vm.VmReceiverProperties"
+        version="4.5.2"><pluginProperties/>{_SOURCE_SETTINGS}</properties>""",
+        "SOURCE",
+        {},
+    ),
+    "Channel Writer": (
+        f"""<properties class="com.mirth.connect.connectors.vm.VmDispatcherProperties"
+        version="4.5.2"><pluginProperties/>{_QUEUE_SETTINGS}
+        <channelId>3c1e7a52-2d7b-4b43-9a3e-6f5e1f0d2a10</channelId>
+        <channelTemplate>${{message.rawData}}</channelTemplate><mapVariables>
+        <string>mrn</string><string>facility</string></mapVariables></properties>""",
+        "DESTINATION",
+        {
+            "channelId": "3c1e7a52-2d7b-4b43-9a3e-6f5e1f0d2a10",
+            "channelTemplate": "${message.rawData}",
+            "mapVariables": ["mrn", "facility"],
+        },
+    ),
+}
+
+
+def _channel_with(transport: str) -> str:
+    """The two-destination fixture with its source (or first destination) turned into a
+    ``transport`` connector with that transport's Mirth properties fragment."""
+    fragment, mode, _ = FRAGMENTS[transport]
+    root = _tree(fixture_text())
+    if mode == "SOURCE":
+        connector = root.find("sourceConnector")
+    else:
+        connector = root.find("destinationConnectors")[0]
+    connector.find("transportName").text = transport
+    old = connector.find("properties")
+    connector.replace(old, _tree(fragment))
+    return etree.tostring(root, encoding="unicode")
+
+
+def _connector(channel: Any, transport: str) -> Any:
+    return channel.source if FRAGMENTS[transport][1] == "SOURCE" else channel.destinations[0]
+
+
+def _shape(node: Any) -> list[Any]:
+    """Tags and attribute names, recursively; the entries of Mirth's maps and lists (the
+    values) are left out."""
+    if node.get("class") == "linked-hash-map" or node.tag == "mapVariables":
+        return [node.tag, sorted(node.attrib)]
+    return [node.tag, sorted(node.attrib), [_shape(child) for child in node]]
+
+
+@pytest.mark.parametrize("transport", list(FRAGMENTS))
+def test_mirth_connector_properties_import(transport: str) -> None:
+    connector = _connector(channel_from_xml(_channel_with(transport)), transport)
+    assert connector.transportName == transport
+    assert connector.properties == FRAGMENTS[transport][2]
+
+
+@pytest.mark.parametrize("transport", list(FRAGMENTS))
+def test_mirth_connector_properties_export_back_the_same_tree(transport: str) -> None:
+    text = _channel_with(transport)
+    channel = channel_from_xml(text)
+    assert tree_differences(_tree(text), _tree(channel_to_xml(channel))) == []
+    # values changed in the model land in Mirth's places, in Mirth's form
+    connector = _connector(channel, transport)
+    for key, value in FRAGMENTS[transport][2].items():
+        if isinstance(value, dict):
+            connector.properties[key] = {"X-New": ["1", "2"]}
+        elif isinstance(value, list):
+            connector.properties[key] = ["only"]
+        else:
+            connector.properties[key] = f"changed-{key}"
+    again = _connector(channel_from_xml(channel_to_xml(channel)), transport)
+    assert again.properties == connector.properties
+
+
+@pytest.mark.parametrize("transport", list(FRAGMENTS))
+def test_pannier_channel_exports_mirths_full_default_properties(transport: str) -> None:
+    fragment, mode, expected = FRAGMENTS[transport]
+    given = dict(list(expected.items())[:2])  # a channel file sets only a few properties
+    connector = {"transportName": transport, "properties": given}
+    model: dict[str, Any] = {"id": "c0ffee00-0000-4000-8000-000000000001", "name": "built"}
+    if mode == "SOURCE":
+        model["source"] = connector
+        model["destinations"] = [{"name": "out", "transportName": "File Writer"}]
+    else:
+        model["source"] = {"transportName": "Channel Reader"}
+        model["destinations"] = [{"name": "out", **connector}]
+    channel = channel_from_dict(model)
+    exported = _tree(channel_to_xml(channel))
+    xpath = "sourceConnector" if mode == "SOURCE" else "destinationConnectors/connector"
+    properties = exported.find(f"{xpath}/properties")
+    mirth = _tree(fragment)
+    assert properties.get("class") == mirth.get("class")
+    assert properties.get("version") == "4.5.2"
+    assert _shape(properties) == _shape(mirth)
+    again = _connector(channel_from_xml(etree.tostring(exported, encoding="unicode")), transport)
+    assert {key: again.properties[key] for key in given} == {
+        key: value if isinstance(value, (dict, list)) else str(value)
+        for key, value in given.items()
+    }
+
+
+def test_mirths_defaults_fill_a_pannier_connector_unless_plugin_defaults_are_given() -> None:
+    channel = channel_from_dict(
+        {
+            "id": "c0ffee00-0000-4000-8000-000000000002",
+            "name": "to portal",
+            "source": {"transportName": "Channel Reader"},
+            "destinations": [
+                {
+                    "name": "portal",
+                    "transportName": "HTTP Sender",
+                    "properties": {"host": "http://127.0.0.1:8080/"},
+                }
+            ],
+        }
+    )
+    path = "destinationConnectors/connector/properties"
+    plain = _tree(channel_to_xml(channel)).find(path)
+    assert plain.findtext("content") in (None, "")  # Mirth's HttpDispatcherProperties default
+    assert plain.findtext("socketTimeout") == "30000"
+    plugin = {"HTTP Sender": {"content": "${message.encodedData}", "maxBodySize": 1}}
+    filled = _tree(channel_to_xml(channel, properties_defaults=plugin)).find(path)
+    assert filled.findtext("content") == "${message.encodedData}"
+    assert filled.find("maxBodySize") is None  # a default without a Mirth place is not written
+    assert filled.findtext("host") == "http://127.0.0.1:8080/"
+
+
+def test_properties_without_a_mirth_place_are_warned_about_and_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel = channel_from_dict(
+        {
+            "id": "c0ffee00-0000-4000-8000-000000000003",
+            "name": "http in",
+            "source": {
+                "transportName": "HTTP Listener",
+                "properties": {"port": 8082, "maxBodySize": 1024, "tlsEnabled": True},
+            },
+            "destinations": [],
+        }
+    )
+    with caplog.at_level("WARNING", logger="pannier.model.mirth_xml"):
+        properties = _tree(channel_to_xml(channel)).find("sourceConnector/properties")
+    assert properties.findtext("listenerConnectorProperties/port") == "8082"
+    assert properties.find("maxBodySize") is None and properties.find("tlsEnabled") is None
+    assert "'maxBodySize' has no place in Mirth's HTTP Listener" in caplog.text
+    assert "'tlsEnabled' has no place" in caplog.text
+    # the engine merges the plugin's defaults in; a Pannier-only key left at its default
+    # is not worth a warning on every deploy
+    caplog.clear()
+    plugin = {"HTTP Listener": {"port": 80, "maxBodySize": 1024, "tlsEnabled": False}}
+    with caplog.at_level("WARNING", logger="pannier.model.mirth_xml"):
+        channel_to_xml(channel, properties_defaults=plugin)
+    assert "maxBodySize" not in caplog.text
+    assert "'tlsEnabled' has no place" in caplog.text
+
+
+def test_a_table_property_that_is_not_a_table_is_named() -> None:
+    channel = channel_from_dict(
+        {
+            "id": "c0ffee00-0000-4000-8000-000000000004",
+            "name": "bad headers",
+            "source": {"transportName": "Channel Reader"},
+            "destinations": [
+                {
+                    "name": "portal",
+                    "transportName": "HTTP Sender",
+                    "properties": {"headers": "X-Token: 1"},
+                }
+            ],
+        }
+    )
+    with pytest.raises(MirthXmlError, match=r"'portal' property 'headers': expected a table"):
+        channel_to_xml(channel)
+
+
+def test_a_plugin_connector_exports_under_its_class_with_every_property() -> None:
+    """A third-party connector (``ConnectorType.mirth_properties_class``): Mirth's common
+    part with Mirth's field order, then the plugin's defaults overlaid by the channel's values,
+    one leaf per key; a table becomes a Mirth map, a list a list of strings."""
+    channel = channel_from_dict(
+        {
+            "id": "c0ffee00-0000-4000-8000-000000000005",
+            "name": "plugin",
+            "source": {"transportName": "Channel Reader"},
+            "destinations": [
+                {
+                    "name": "lines",
+                    "transportName": "Line Sender",
+                    "properties": {"port": 7001, "tags": ["a", "b"]},
+                }
+            ],
+        }
+    )
+    classes = {"Line Sender": "org.example.LineDispatcherProperties"}
+    defaults = {"Line Sender": {"host": "127.0.0.1", "port": 7000, "extra": {"k": "v"}}}
+    root = _tree(channel_to_xml(channel, properties_classes=classes, properties_defaults=defaults))
+    properties = root.find("destinationConnectors/connector/properties")
+    assert properties.get("class") == "org.example.LineDispatcherProperties"
+    assert [c.tag for c in properties] == [
+        "pluginProperties",
+        "destinationConnectorProperties",
+        "host",
+        "port",
+        "extra",
+        "tags",
+    ]
+    queue = _tree(fixture_text()).find("destinationConnectors/connector/properties")
+    assert _shape(properties.find("destinationConnectorProperties")) == _shape(
+        queue.find("destinationConnectorProperties")
+    )
+    assert (properties.findtext("host"), properties.findtext("port")) == ("127.0.0.1", "7001")
+    assert properties.find("extra").get("class") == "linked-hash-map"
+    assert properties.findtext("extra/entry/list/string") == "v"
+    assert [s.text for s in properties.find("tags")] == ["a", "b"]

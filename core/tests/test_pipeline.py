@@ -92,6 +92,27 @@ async def test_a_message_is_stored_as_mirth_stores_it(start_engine) -> None:
     assert [r.properties["label"] for r in kit.echoes[0].sent] == [f"one {mid}"]
 
 
+async def test_templates_inside_tables_and_lists_are_rendered(start_engine) -> None:
+    """An HTTP Sender's headers and parameters are tables of lists: their ``${...}`` are
+    rendered per message like a plain text property."""
+    kit = KitPlugin()
+    destination = """
+[[destinations]]
+name = "Tables"
+transportName = "Echo"
+inboundDataType = "TESTTEXT"
+[destinations.properties]
+headers = { "X-Message-Id" = ["${message.messageId}", "static"], "X-Channel" = ["${channelName}"] }
+"""
+    engine = await start_engine([channel_toml(destinations=destination)], plugins=[kit])
+    result = await dispatch(kit, "ORU|hello")
+    (sent,) = kit.echoes[0].sent
+    assert sent.properties["headers"] == {
+        "X-Message-Id": [str(result.message_id), "static"],
+        "X-Channel": [engine.channels[CHANNEL].channel.name],
+    }
+
+
 async def test_statistics_follow_mirths_rules(start_engine) -> None:
     kit = KitPlugin()
     engine = await start_engine([channel_toml()], plugins=[kit])

@@ -101,8 +101,8 @@ class KitPlugin:
                 "Echo",
                 "destination",
                 self._echo,
-                defaults={"label": "", "fail": ""},
-                templated=frozenset({"label"}),
+                defaults={"label": "", "fail": "", "headers": {}},
+                templated=frozenset({"label", "headers"}),
             ),
         ]
 

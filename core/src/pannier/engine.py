@@ -322,8 +322,17 @@ class Engine:
             for (name, _mode), (kind, _plugin) in self.registry.connectors.items()
             if kind.mirth_properties_class
         }
+        defaults = {
+            name: kind.defaults
+            for (name, _mode), (kind, _plugin) in self.registry.connectors.items()
+        }
         try:
-            xml = channel_to_xml(channel, export_data=False, properties_classes=classes)
+            xml = channel_to_xml(
+                channel,
+                export_data=False,
+                properties_classes=classes,
+                properties_defaults=defaults,
+            )
         except MirthXmlError as exc:
             log.warning(
                 "channel %r is deployed but not written to the CHANNEL table: %s", channel.name, exc

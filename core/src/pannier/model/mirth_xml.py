@@ -20,7 +20,9 @@ What is mapped:
   ``inboundDataType``/``outboundDataType``, the HL7 v2 data type properties Pannier reads
   (only those that differ from Mirth's defaults land in ``inboundProperties``/
   ``outboundProperties``), and the connector properties of :data:`CONNECTOR_PROPERTIES`
-  (TCP Listener, TCP Sender, File Writer) as strings, as Mirth stores them;
+  (TCP Listener/Sender, File Reader/Writer, HTTP Listener/Sender, Database Reader/Writer,
+  Channel Reader/Writer) as
+  strings, as Mirth stores them (Mirth's maps and lists as tables and lists);
 * filter rules and transformer steps: ``RuleBuilderRule`` → kind ``rule``, ``MapperStep`` →
   kind ``mapper``, ``JavaScriptRule``/``JavaScriptStep`` → kind ``javascript`` (``code``);
   any other element class becomes kind = its class name with its leaf fields as settings.
@@ -90,6 +92,9 @@ _TCP_MLLP = {
     "startOfMessageBytes": "transmissionModeProperties/startOfMessageBytes",
     "endOfMessageBytes": "transmissionModeProperties/endOfMessageBytes",
     "useMLLPv2": "transmissionModeProperties/useMLLPv2",
+    "ackBytes": "transmissionModeProperties/ackBytes",  # MLLPv2 commit acknowledgement
+    "nackBytes": "transmissionModeProperties/nackBytes",
+    "maxRetries": "transmissionModeProperties/maxRetries",
 }
 
 CONNECTOR_PROPERTIES: dict[str, tuple[str, dict[str, str]]] = {
@@ -141,9 +146,124 @@ CONNECTOR_PROPERTIES: dict[str, tuple[str, dict[str, str]]] = {
             "template": "template",
         },
     ),
+    "File Reader": (
+        "com.mirth.connect.connectors.file.FileReceiverProperties",
+        {
+            "pollingFrequency": "pollConnectorProperties/pollingFrequency",
+            "pollOnStart": "pollConnectorProperties/pollOnStart",
+            "directory": "host",  # as the File Writer
+            "fileFilter": "fileFilter",
+            "regex": "regex",
+            "directoryRecursion": "directoryRecursion",
+            "ignoreDot": "ignoreDot",
+            "afterProcessingAction": "afterProcessingAction",
+            "moveToDirectory": "moveToDirectory",
+            "moveToFileName": "moveToFileName",
+            "errorReadingAction": "errorReadingAction",
+            "errorResponseAction": "errorResponseAction",
+            "errorMoveToDirectory": "errorMoveToDirectory",
+            "errorMoveToFileName": "errorMoveToFileName",
+            "checkFileAge": "checkFileAge",
+            "fileAge": "fileAge",
+            "sortBy": "sortBy",
+            "binary": "binary",
+            "charsetEncoding": "charsetEncoding",
+        },
+    ),
+    "HTTP Listener": (
+        "com.mirth.connect.connectors.http.HttpReceiverProperties",
+        {
+            "host": "listenerConnectorProperties/host",
+            "port": "listenerConnectorProperties/port",
+            "xmlBody": "xmlBody",
+            "parseMultipart": "parseMultipart",
+            "includeMetadata": "includeMetadata",
+            "binaryMimeTypes": "binaryMimeTypes",
+            "binaryMimeTypesRegex": "binaryMimeTypesRegex",
+            "responseContentType": "responseContentType",
+            "responseDataTypeBinary": "responseDataTypeBinary",
+            "responseStatusCode": "responseStatusCode",
+            "responseHeaders": "responseHeaders",  # a name -> list of values table
+            "charset": "charset",
+            "contextPath": "contextPath",
+            "timeout": "timeout",
+        },
+    ),
+    "HTTP Sender": (
+        "com.mirth.connect.connectors.http.HttpDispatcherProperties",
+        {
+            "host": "host",  # the URL
+            "useProxyServer": "useProxyServer",
+            "method": "method",
+            "headers": "headers",  # a name -> list of values table
+            "parameters": "parameters",  # a name -> list of values table
+            "responseXmlBody": "responseXmlBody",
+            "multipart": "multipart",
+            "useAuthentication": "useAuthentication",
+            "authenticationType": "authenticationType",
+            "usePreemptiveAuthentication": "usePreemptiveAuthentication",
+            "username": "username",
+            "password": "password",
+            "content": "content",
+            "contentType": "contentType",
+            "dataTypeBinary": "dataTypeBinary",
+            "charset": "charset",
+            "socketTimeout": "socketTimeout",
+        },
+    ),
+    "Database Reader": (
+        "com.mirth.connect.connectors.jdbc.DatabaseReceiverProperties",
+        {
+            "pollingFrequency": "pollConnectorProperties/pollingFrequency",
+            "pollOnStart": "pollConnectorProperties/pollOnStart",
+            "driver": "driver",
+            "url": "url",
+            "username": "username",
+            "password": "password",
+            "select": "select",
+            "update": "update",
+            "useScript": "useScript",
+            "aggregateResults": "aggregateResults",
+            "cacheResults": "cacheResults",
+            "keepConnectionOpen": "keepConnectionOpen",
+            "updateMode": "updateMode",
+            "retryCount": "retryCount",
+            "retryInterval": "retryInterval",
+            "fetchSize": "fetchSize",
+            "encoding": "encoding",
+        },
+    ),
+    "Database Writer": (
+        "com.mirth.connect.connectors.jdbc.DatabaseDispatcherProperties",
+        {
+            "driver": "driver",
+            "url": "url",
+            "username": "username",
+            "password": "password",
+            "query": "query",
+            "useScript": "useScript",
+        },
+    ),
+    "Channel Reader": ("com.mirth.connect.connectors.vm.VmReceiverProperties", {}),
+    "Channel Writer": (
+        "com.mirth.connect.connectors.vm.VmDispatcherProperties",
+        {
+            "channelId": "channelId",
+            "channelTemplate": "channelTemplate",
+            "mapVariables": "mapVariables",  # a list of names
+        },
+    ),
 }
 """Per transport: Mirth's properties class, and Pannier property key → path under
-``<properties>``. Fields not listed are kept verbatim in the connector's opaque XML."""
+``<properties>``. Fields not listed are kept verbatim in the connector's opaque XML.
+
+Values are text, as Mirth stores them, except for the structured fields: a Mirth
+``Map<String, List<String>>`` (the template's element has ``class="linked-hash-map"``:
+HTTP headers and parameters) is a table of name → list of values, and a ``List<String>``
+(:data:`_STRING_LISTS`, the Channel Writer's ``mapVariables``) is a list of text."""
+
+_STRING_LISTS = frozenset({"mapVariables"})
+"""Paths under ``<properties>`` that hold an XStream ``List<String>``."""
 
 _DATATYPE_CLASSES = {
     "HL7V2": "com.mirth.connect.plugins.datatypes.hl7v2.HL7v2DataTypeProperties",
@@ -190,6 +310,7 @@ _MAPPER_STEP = "com.mirth.connect.plugins.mapper.MapperStep"
 _PANNIER_ELEMENT = "pannier-element"
 _ELEMENT_COMMON = ("name", "sequenceNumber", "enabled", "operator")
 _PAIR = "org.apache.commons.lang3.tuple.ImmutablePair"
+_LINKED_HASH_MAP = "linked-hash-map"
 
 _JS_PATH = re.compile(r"msg((?:\['[A-Z][A-Z0-9]{2}(?:\.[0-9]+)*'\])+)\.toString\(\)")
 _JS_NOOP_LINE = re.compile(r"^\s*(//.*)?$")
@@ -270,6 +391,17 @@ class="com.mirth.connect.plugins.mllpmode.MLLPModeProperties">
 <endOfMessageBytes>1C0D</endOfMessageBytes><useMLLPv2>false</useMLLPv2><ackBytes>06</ackBytes>
 <nackBytes>15</nackBytes><maxRetries>2</maxRetries></transmissionModeProperties>"""
 
+_POLL = f"""<pollConnectorProperties version="{MIRTH_VERSION}"><pollingType>INTERVAL</pollingType>
+<pollOnStart>false</pollOnStart><pollingFrequency>5000</pollingFrequency><pollingHour>0</pollingHour>
+<pollingMinute>0</pollingMinute><cronJobs/><pollConnectorPropertiesAdvanced><weekly>true</weekly>
+<inactiveDays>{"<boolean>false</boolean>" * 8}</inactiveDays><dayOfMonth>1</dayOfMonth>
+<allDay>true</allDay><startingHour>8</startingHour><startingMinute>0</startingMinute>
+<endingHour>17</endingHour><endingMinute>0</endingMinute></pollConnectorPropertiesAdvanced>
+</pollConnectorProperties>"""
+
+_NO_HTTP_AUTH = "com.mirth.connect.plugins.httpauth.NoneHttpAuthProperties"
+_BINARY_MIME_TYPES = "application/.*(?&lt;!json|xml)$|image/.*|video/.*|audio/.*"
+
 _PROPERTIES_TEMPLATES = {
     "TCP Listener": f"""<pluginProperties/><listenerConnectorProperties version="{MIRTH_VERSION}">
 <host>0.0.0.0</host><port>6661</port></listenerConnectorProperties>{_SOURCE_SETTINGS}{_MLLP}
@@ -295,7 +427,55 @@ _PROPERTIES_TEMPLATES = {
 <validateConnection>true</validateConnection><outputAppend>true</outputAppend>
 <errorOnExists>false</errorOnExists><temporary>false</temporary><binary>false</binary>
 <charsetEncoding>DEFAULT_ENCODING</charsetEncoding><template>${{message.encodedData}}</template>""",
+    "File Reader": f"""<pluginProperties/>{_POLL}{_SOURCE_SETTINGS}<scheme>FILE</scheme><host/>
+<fileFilter>*</fileFilter><regex>false</regex><directoryRecursion>false</directoryRecursion>
+<ignoreDot>true</ignoreDot><anonymous>true</anonymous><username>anonymous</username>
+<password>anonymous</password><timeout>10000</timeout><secure>true</secure><passive>true</passive>
+<validateConnection>true</validateConnection><afterProcessingAction>NONE</afterProcessingAction>
+<moveToDirectory/><moveToFileName/><errorReadingAction>NONE</errorReadingAction>
+<errorResponseAction>AFTER_PROCESSING</errorResponseAction><errorMoveToDirectory/>
+<errorMoveToFileName/><checkFileAge>true</checkFileAge><fileAge>1000</fileAge>
+<fileSizeMinimum>0</fileSizeMinimum><fileSizeMaximum/><ignoreFileSizeMaximum>true</ignoreFileSizeMaximum>
+<sortBy>date</sortBy><binary>false</binary><charsetEncoding>DEFAULT_ENCODING</charsetEncoding>""",
+    "HTTP Listener": f"""<pluginProperties>
+<{_NO_HTTP_AUTH} version="{MIRTH_VERSION}"><authType>NONE</authType></{_NO_HTTP_AUTH}>
+</pluginProperties><listenerConnectorProperties version="{MIRTH_VERSION}"><host>0.0.0.0</host>
+<port>80</port></listenerConnectorProperties>{_SOURCE_SETTINGS}<xmlBody>false</xmlBody>
+<parseMultipart>true</parseMultipart><includeMetadata>false</includeMetadata>
+<binaryMimeTypes>{_BINARY_MIME_TYPES}</binaryMimeTypes><binaryMimeTypesRegex>true</binaryMimeTypesRegex>
+<responseContentType>text/plain</responseContentType><responseDataTypeBinary>false</responseDataTypeBinary>
+<responseStatusCode/><responseHeaders class="linked-hash-map"/><responseHeadersVariable/>
+<useResponseHeadersVariable>false</useResponseHeadersVariable><charset>UTF-8</charset><contextPath/>
+<timeout>30000</timeout><staticResources/>""",
+    "HTTP Sender": f"""<pluginProperties/>{_QUEUE_SETTINGS}<host/>
+<useProxyServer>false</useProxyServer><proxyAddress/><proxyPort/><method>post</method>
+<headers class="linked-hash-map"/>
+<parameters class="linked-hash-map"/><useHeadersVariable>false</useHeadersVariable>
+<headersVariable/>
+<useParametersVariable>false</useParametersVariable><parametersVariable/>
+<responseXmlBody>false</responseXmlBody><responseParseMultipart>true</responseParseMultipart>
+<responseIncludeMetadata>false</responseIncludeMetadata>
+<responseBinaryMimeTypes>{_BINARY_MIME_TYPES}</responseBinaryMimeTypes>
+<responseBinaryMimeTypesRegex>true</responseBinaryMimeTypesRegex><multipart>false</multipart>
+<useAuthentication>false</useAuthentication><authenticationType>Basic</authenticationType>
+<usePreemptiveAuthentication>false</usePreemptiveAuthentication><username/><password/><content/>
+<contentType>text/plain</contentType><dataTypeBinary>false</dataTypeBinary><charset>UTF-8</charset>
+<socketTimeout>30000</socketTimeout>""",
+    "Database Reader": f"""<pluginProperties/>{_POLL}{_SOURCE_SETTINGS}
+<driver>Please Select One</driver><url/><username/><password/><select/><update/>
+<useScript>false</useScript><aggregateResults>false</aggregateResults>
+<cacheResults>true</cacheResults><keepConnectionOpen>true</keepConnectionOpen>
+<updateMode>1</updateMode><retryCount>3</retryCount><retryInterval>10000</retryInterval>
+<fetchSize>1000</fetchSize><encoding>DEFAULT_ENCODING</encoding>""",
+    "Database Writer": f"""<pluginProperties/>{_QUEUE_SETTINGS}<driver>Please Select One</driver>
+<url/><username/><password/><query/><useScript>false</useScript>""",
+    "Channel Reader": f"<pluginProperties/>{_SOURCE_SETTINGS}",
+    "Channel Writer": f"""<pluginProperties/>{_QUEUE_SETTINGS}<channelId>none</channelId>
+<channelTemplate>${{message.encodedData}}</channelTemplate><mapVariables/>""",
 }
+"""Per transport: the children of ``<properties>`` as Mirth 4.5.2 writes a new connector of
+that type (field order and defaults of its properties class; checked against Mirth exports).
+``sourceConnectorProperties`` / ``destinationConnectorProperties`` are filled from the model."""
 
 _HL7 = "com.mirth.connect.plugins.datatypes.hl7v2."
 _HL7V2_TEMPLATE = f"""<serializationProperties
@@ -551,7 +731,7 @@ def _connector_from_xml(node: XmlElement, mode: str, where: str) -> Connector:
             for key, path in known[1].items():
                 child = _find(properties, path)
                 if child is not None:
-                    connector.properties[key] = str(child.text or "")
+                    connector.properties[key] = _property_from_xml(child, path)
     transformer = _find(node, "transformer")
     if transformer is not None:
         connector.inboundDataType = _text(transformer, "inboundDataType", "HL7V2")
@@ -574,6 +754,24 @@ def _connector_from_xml(node: XmlElement, mode: str, where: str) -> Connector:
         connector.filter = Filter(_elements_from_xml(filter_node, rules=True))
     mirth_extra(connector)["connector"] = _serialize(node)
     return connector
+
+
+def _property_from_xml(node: XmlElement, path: str) -> Any:
+    """One mapped connector property: text, or a table / list for Mirth's structured fields."""
+    if node.get("class") == _LINKED_HASH_MAP:
+        table: dict[str, list[str]] = {}
+        for entry in node:
+            parts = list(entry)
+            if entry.tag != "entry" or not parts:
+                continue
+            values = parts[1:]
+            if len(values) == 1 and len(values[0]):  # <list><string>v</string>...</list>
+                values = list(values[0])
+            table.setdefault(str(parts[0].text or ""), []).extend(str(v.text or "") for v in values)
+        return table
+    if path in _STRING_LISTS:
+        return [str(child.text or "") for child in node]
+    return str(node.text or "")
 
 
 def _datatype_properties_from_xml(datatype: str, node: XmlElement | None) -> dict[str, Any]:
@@ -661,6 +859,7 @@ def channel_to_xml(
     *,
     export_data: bool = True,
     properties_classes: Mapping[str, str] | None = None,
+    properties_defaults: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """Write ``channel`` as Mirth 4.5.2 channel XML, into the XML it was imported from if any.
 
@@ -668,6 +867,10 @@ def channel_to_xml(
     ``properties_classes`` maps transport names of connectors this module has no template
     for to their Mirth properties class (``ConnectorType.mirth_properties_class``); their
     properties are then written as plain leaf elements.
+    ``properties_defaults`` maps transport names to the plugin's defaults
+    (``ConnectorType.defaults``): a connector written from Mirth's template (no kept XML)
+    gets the plugin's default for every mapped property the channel leaves out, so the XML
+    means what Pannier runs where the two defaults differ (the HTTP Sender's ``content``).
     """
     kept = mirth_extra(channel).get("channel")
     root = _parse(kept) if kept else _parse(_CHANNEL_TEMPLATE)
@@ -676,13 +879,14 @@ def channel_to_xml(
     _set(root, "name", channel.name)
     _set(root, "description", channel.description)
     _set(root, "revision", channel.revision)
+    classes, defaults = properties_classes or {}, properties_defaults or {}
     source_slot = _ensure(root, "sourceConnector")
-    _replace(source_slot, _connector_to_xml(channel.source, "sourceConnector", properties_classes))
+    _replace(source_slot, _connector_to_xml(channel.source, "sourceConnector", classes, defaults))
     container = _ensure(root, "destinationConnectors")
     for child in list(container):
         container.remove(child)
     for destination in channel.destinations:
-        container.append(_connector_to_xml(destination, "connector", properties_classes))
+        container.append(_connector_to_xml(destination, "connector", classes, defaults))
     for tag in ("preprocessingScript", "postprocessingScript", "deployScript", "undeployScript"):
         script: Script = getattr(channel, tag)
         if script.language != "javascript" and not script.is_empty:
@@ -719,7 +923,10 @@ def _channel_properties_to_xml(node: XmlElement, properties: ChannelProperties) 
 
 
 def _connector_to_xml(
-    connector: Connector, tag: str, classes: Mapping[str, str] | None = None
+    connector: Connector,
+    tag: str,
+    classes: Mapping[str, str],
+    defaults: Mapping[str, Mapping[str, Any]],
 ) -> XmlElement:
     kept = mirth_extra(connector).get("connector")
     if kept:
@@ -731,7 +938,7 @@ def _connector_to_xml(
     where = f"connector {connector.name!r}"
     _set(node, "metaDataId", connector.metaDataId)
     _set(node, "name", connector.name)
-    _properties_to_xml(node, connector, where, classes or {})
+    _properties_to_xml(node, connector, where, classes, defaults.get(connector.transportName, {}))
     transformer = _find(node, "transformer")
     if transformer is not None:
         _datatypes_to_xml(transformer, connector.inboundDataType, connector.outboundDataType)
@@ -763,11 +970,18 @@ def _connector_to_xml(
 
 
 def _properties_to_xml(
-    node: XmlElement, connector: Connector, where: str, classes: Mapping[str, str]
+    node: XmlElement,
+    connector: Connector,
+    where: str,
+    classes: Mapping[str, str],
+    defaults: Mapping[str, Any],
 ) -> None:
     properties = _find(node, "properties")
     known = CONNECTOR_PROPERTIES.get(connector.transportName)
+    values: dict[str, Any] = dict(connector.properties)
+    generic = False
     if known is not None and (properties is None or properties.get("class") != known[0]):
+        values = {k: v for k, v in defaults.items() if k in known[1]} | values
         fresh = _fragment(
             f'<properties class="{known[0]}" version="{MIRTH_VERSION}">'
             f"{_PROPERTIES_TEMPLATES[connector.transportName]}</properties>"
@@ -787,16 +1001,21 @@ def _properties_to_xml(
     elif (properties is None or not properties.get("class")) and classes.get(
         connector.transportName
     ):
+        # A plugin's own class: Mirth's common part, then every property (the plugin's
+        # defaults overlaid by the channel's) as a leaf named after its key.
+        settings = _SOURCE_SETTINGS if connector.mode == "SOURCE" else _QUEUE_SETTINGS
         fresh = _fragment(
             f'<properties class="{classes[connector.transportName]}" '
-            f'version="{MIRTH_VERSION}"><pluginProperties/></properties>'
+            f'version="{MIRTH_VERSION}"><pluginProperties/>{settings}</properties>'
         )
         if properties is None:
             node.insert(2, fresh)
         else:
             _replace(properties, fresh)
         properties = fresh
-        known = (classes[connector.transportName], {key: key for key in connector.properties})
+        values = {k: v for k, v in defaults.items() if k != "responseVariable"} | values
+        known = (classes[connector.transportName], {key: key for key in values})
+        generic = True
     elif properties is None or not properties.get("class"):
         raise MirthXmlError(
             f"{where}: no Mirth properties class is known for transport {connector.transportName!r}"
@@ -806,9 +1025,12 @@ def _properties_to_xml(
     else:
         _write_settings(_ensure(properties, "destinationConnectorProperties"), connector.queue)
     paths = known[1] if known is not None else {}
-    for key, value in connector.properties.items():
+    for key, value in values.items():
         if key in paths:
-            _set(properties, paths[key], value)
+            where_key = f"{where} property {key!r}"
+            _property_to_xml(properties, paths[key], value, where_key, generic=generic)
+        elif key in defaults and defaults[key] == value:
+            continue  # a plugin default Mirth has no place for: nothing to say
         else:
             log.warning(
                 "%s: property %r has no place in Mirth's %s and is not exported",
@@ -816,6 +1038,42 @@ def _properties_to_xml(
                 key,
                 connector.transportName,
             )
+
+
+def _property_to_xml(
+    properties: XmlElement, path: str, value: Any, where: str, *, generic: bool = False
+) -> None:
+    """Write one mapped property; Mirth's tables and lists are written as XStream does.
+    ``generic``: a plugin's own class, where a value's type says its form."""
+    node = _ensure(properties, path)
+    if generic and isinstance(value, Mapping):
+        node.set("class", _LINKED_HASH_MAP)
+    if node.get("class") == _LINKED_HASH_MAP:
+        if not isinstance(value, Mapping):
+            raise MirthXmlError(
+                f"{where}: expected a table of name = value or [values], got {value!r}"
+            )
+        for child in list(node):
+            node.remove(child)
+        for name, items in value.items():
+            entry = etree.SubElement(node, "entry")
+            etree.SubElement(entry, "string").text = str(name)
+            listed = etree.SubElement(entry, "list")
+            for item in items if isinstance(items, (list, tuple)) else [items]:
+                etree.SubElement(listed, "string").text = _leaf_text(item) or None
+    elif path in _STRING_LISTS or (generic and isinstance(value, (list, tuple))):
+        if isinstance(value, str):
+            names = [n for n in value.strip().strip("[]").replace(",", " ").split() if n]
+        elif isinstance(value, (list, tuple)):
+            names = [_leaf_text(n) for n in value]
+        else:
+            raise MirthXmlError(f"{where}: expected a list of names, got {value!r}")
+        for child in list(node):
+            node.remove(child)
+        for name in names:
+            etree.SubElement(node, "string").text = name or None
+    else:
+        _set(properties, path, value)
 
 
 def _datatypes_to_xml(transformer: XmlElement, inbound: str, outbound: str) -> None:

@@ -932,9 +932,8 @@ class DeployedChannel:
         }
         rendered = dict(properties)
         for key in destination.templated:
-            value = rendered.get(key)
-            if isinstance(value, str):
-                rendered[key] = render_template(value, variables)
+            if key in rendered:
+                rendered[key] = _render_value(rendered[key], variables)
         return rendered
 
     def _add_content(
@@ -971,6 +970,18 @@ class DeployedChannel:
 
 
 _NOT_QUEUED = Response(Status.SENT)
+
+
+def _render_value(value: Any, variables: Mapping[str, Any]) -> Any:
+    """Replace ``${...}`` in a templated property: a text, or the texts inside a table of
+    headers or parameters (``{"X-Id": ["${messageId}"]}``) or a list."""
+    if isinstance(value, str):
+        return render_template(value, variables)
+    if isinstance(value, Mapping):
+        return {key: _render_value(item, variables) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_render_value(item, variables) for item in value]
+    return value
 
 
 def fix_status(status: Status, queue_enabled: bool) -> Status:

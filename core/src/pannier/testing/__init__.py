@@ -11,11 +11,19 @@ calls the same functions from their tests::
 Each kit raises ``AssertionError`` with a message saying which expectation failed.
 """
 
-from pannier.testing.connectors import check_connector
+from pannier.testing.connectors import (
+    KIT_CHANNEL_ID,
+    KIT_TARGET_CHANNEL_ID,
+    RecordingRouter,
+    check_connector,
+)
 from pannier.testing.datatypes import check_datatype
 from pannier.testing.kits import check_cluster_bus, check_map_backend, check_sequence_allocator
 
 __all__ = [
+    "KIT_CHANNEL_ID",
+    "KIT_TARGET_CHANNEL_ID",
+    "RecordingRouter",
     "check_cluster_bus",
     "check_connector",
     "check_datatype",

@@ -9,19 +9,31 @@ that raised, and stop promptly when cancelled.
 A destination connector must start, answer ``send`` with a Response of a final status
 (SENT, ERROR, QUEUED or FILTERED), report a failed delivery (``failing_properties``) as
 QUEUED or ERROR instead of raising, and stop.
+
+Connectors that hand messages to other channels (the Channel Writer) or are fed by other
+channels (the Channel Reader) need the engine's router. The kit puts a
+:class:`RecordingRouter` in every :class:`~pannier.ConnectorSetup` (pass your own as
+``router=`` to look at what was routed): routing to :data:`KIT_TARGET_CHANNEL_ID` succeeds,
+routing to :data:`KIT_CHANNEL_ID` (the channel under test) dispatches into the kit while its
+source runs, and any other id raises :class:`~pannier.ChannelNotDeployedError`, as the engine
+does for a channel that is not deployed. A source given no ``deliver`` is fed through that
+router, as another channel's Channel Writer would feed it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
 
 from pannier.connectors import (
+    ChannelNotDeployedError,
     ConnectorSetup,
     ConnectorType,
     DestinationConnector,
+    Dispatcher,
     DispatchResult,
     RawMessage,
     Response,
@@ -31,6 +43,43 @@ from pannier.connectors import (
 from pannier.model.status import Status
 
 FINAL = (Status.SENT, Status.ERROR, Status.QUEUED, Status.FILTERED)
+KIT_CHANNEL_ID = "00000000-0000-0000-0000-00000000c0de"
+"""The id of the channel the connector under test belongs to."""
+KIT_TARGET_CHANNEL_ID = "00000000-0000-0000-0000-0000000070a1"
+"""A channel the kit's router pretends is deployed: routing there succeeds."""
+_KIT_MESSAGE = "MSH|^~\\&|KIT|CONFORMANCE|||20260101000000||ADT^A01|KIT1|P|2.5.1\r"
+
+
+class RecordingRouter:
+    """A :class:`~pannier.Router` for connector tests, standing in for the engine's.
+
+    ``routed`` lists every ``(channel_id, RawMessage)`` routed, in order. Routing to one of
+    ``targets`` (by default :data:`KIT_TARGET_CHANNEL_ID`) answers SENT with the response
+    message ``routed to <id>``; routing to a channel with an attached dispatcher (the kit
+    attaches the source under test as :data:`KIT_CHANNEL_ID` while it runs) dispatches there;
+    anything else raises :class:`~pannier.ChannelNotDeployedError`.
+    """
+
+    def __init__(self, targets: tuple[str, ...] = (KIT_TARGET_CHANNEL_ID,)) -> None:
+        self.targets = set(targets)
+        self.routed: list[tuple[str, RawMessage]] = []
+        self._dispatchers: dict[str, Dispatcher] = {}
+
+    def attach(self, channel_id: str, dispatcher: Dispatcher) -> None:
+        self._dispatchers[channel_id] = dispatcher
+
+    def detach(self, channel_id: str) -> None:
+        self._dispatchers.pop(channel_id, None)
+
+    async def route(self, channel_id: str, message: RawMessage) -> DispatchResult:
+        self.routed.append((channel_id, message))
+        dispatcher = self._dispatchers.get(channel_id)
+        if dispatcher is not None:
+            return await dispatcher.dispatch(message)
+        if channel_id in self.targets:
+            response = Response(Status.SENT, f"routed to {channel_id}")
+            return DispatchResult(len(self.routed), response)
+        raise ChannelNotDeployedError(f"no channel with id {channel_id!r} is deployed")
 
 
 class _Dispatcher:
@@ -49,18 +98,23 @@ class _Dispatcher:
 
 
 def _setup(
-    kind: ConnectorType, properties: Mapping[str, Any] | None, base: str, states: list[str]
+    kind: ConnectorType,
+    properties: Mapping[str, Any] | None,
+    base: str,
+    states: list[str],
+    router: RecordingRouter,
 ) -> ConnectorSetup:
     merged = {**kind.defaults, **(properties or {})}
     merged.pop("responseVariable", None) if kind.mode == "source" else None
     return ConnectorSetup(
-        channel_id="00000000-0000-0000-0000-00000000c0de",
+        channel_id=KIT_CHANNEL_ID,
         channel_name="conformance",
         metadata_id=0 if kind.mode == "source" else 1,
         name="Source" if kind.mode == "source" else "Destination",
         properties=merged,
         report_state=lambda state, details: states.append(state),
         base_directory=base,
+        router=router,
     )
 
 
@@ -72,18 +126,22 @@ async def check_connector(
     failing_properties: Mapping[str, Any] | None = None,
     base_directory: str = ".",
     timeout: float = 10.0,
+    router: RecordingRouter | None = None,
 ) -> None:
     """Run the conformance checks for ``kind`` (see the module docstring). ``deliver``
     (sources) receives what ``run`` passed to ``task_status.started`` and makes the source
-    receive one message."""
+    receive one message; without it the message is routed to the channel under test through
+    ``router`` (a :class:`RecordingRouter`, made for the run when not given)."""
     states: list[str] = []
+    router = router if router is not None else RecordingRouter()
     if kind.mode == "source":
-        assert deliver is not None, "a source connector's check needs deliver"
-        connector = kind.factory(_setup(kind, properties, base_directory, states))
+        connector = kind.factory(_setup(kind, properties, base_directory, states, router))
         assert isinstance(connector, SourceConnector), "factory must build a SourceConnector"
         dispatcher = _Dispatcher()
+        if deliver is None:
+            deliver = _routed_delivery(router)
         try:
-            await _exercise_source(connector, dispatcher, deliver, timeout)
+            await _exercise_source(connector, dispatcher, deliver, timeout, router)
         except trio.TooSlowError:
             raise AssertionError(
                 f"the source did not start or deliver {len(dispatcher.messages) + 1} "
@@ -94,7 +152,7 @@ async def check_connector(
             raise AssertionError(f"the source connector failed: {group.exceptions[0]!r}") from group
         assert states and all(isinstance(s, str) for s in states), "report states"
         return
-    connector = kind.factory(_setup(kind, properties, base_directory, states))
+    connector = kind.factory(_setup(kind, properties, base_directory, states, router))
     assert isinstance(connector, DestinationConnector), "must build a DestinationConnector"
     with trio.fail_after(timeout):
         await connector.start()
@@ -105,7 +163,7 @@ async def check_connector(
         finally:
             await connector.stop()
     if failing_properties is not None:
-        failing = kind.factory(_setup(kind, failing_properties, base_directory, states))
+        failing = kind.factory(_setup(kind, failing_properties, base_directory, states, router))
         assert isinstance(failing, DestinationConnector)
         with trio.fail_after(timeout):
             await failing.start()
@@ -119,15 +177,28 @@ async def check_connector(
         assert response.error, "a failed delivery must say why in Response.error"
 
 
+def _routed_delivery(router: RecordingRouter) -> Callable[[Any], Awaitable[None]]:
+    """How another channel feeds a router-fed source: route one message to its channel."""
+
+    async def deliver(_info: Any) -> None:
+        # the kit's own dispatch failure (raised on purpose) reaches the router's caller
+        with contextlib.suppress(RuntimeError):
+            await router.route(KIT_CHANNEL_ID, RawMessage(_KIT_MESSAGE))
+
+    return deliver
+
+
 async def _exercise_source(
     connector: SourceConnector,
     dispatcher: _Dispatcher,
     deliver: Callable[[Any], Awaitable[None]],
     timeout: float,
+    router: RecordingRouter,
 ) -> None:
     with trio.fail_after(timeout):
         async with trio.open_nursery() as nursery:
             info = await nursery.start(connector.run, dispatcher)
+            router.attach(KIT_CHANNEL_ID, dispatcher)
             await deliver(info)
             await dispatcher.arrived.wait()
             first = dispatcher.messages[0]
@@ -140,6 +211,7 @@ async def _exercise_source(
             dispatcher.arrived = trio.Event()
             await deliver(info)  # still serving after a dispatch that raised
             await dispatcher.arrived.wait()
+            router.detach(KIT_CHANNEL_ID)
             nursery.cancel_scope.cancel()
 
 
@@ -147,12 +219,12 @@ def _request(
     connector: Any, kind: ConnectorType, properties: Mapping[str, Any] | None
 ) -> SendRequest:
     merged = {**kind.defaults, **(properties or {})}
-    message = "MSH|^~\\&|KIT|CONFORMANCE|||20260101000000||ADT^A01|KIT1|P|2.5.1\r"
+    message = _KIT_MESSAGE
     for key in kind.templated:
         if isinstance(merged.get(key), str):
             merged[key] = merged[key].replace("${message.encodedData}", message)
     return SendRequest(
-        channel_id="00000000-0000-0000-0000-00000000c0de",
+        channel_id=KIT_CHANNEL_ID,
         message_id=1,
         metadata_id=1,
         encoded=message,
