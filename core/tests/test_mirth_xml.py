@@ -572,6 +572,26 @@ def test_channel_validate_names_the_file_and_key(
     assert str(FIXTURE) in second and "Normalise sending facility" in second
 
 
+def test_channel_validate_reports_a_connector_refusing_its_properties(
+    isolated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A connector that refuses a property when it is built (a TLS certificate file that does
+    not exist) is a deploy error naming the channel, the connector and the file — not a
+    traceback."""
+    channel = _python_channel()
+    channel.preprocessingScript = Script()
+    missing = tmp_path / "no-such-cert.pem"
+    channel.source.properties.update(
+        tlsEnabled="true", tlsCertFile=str(missing), tlsKeyFile=str(missing)
+    )
+    path = tmp_path / "tls.toml"
+    path.write_text(channel_to_toml(channel), encoding="utf-8")
+    status, out, err = _run(["validate", str(path), "--config", str(isolated)], capsys)
+    assert status == 2 and out == ""
+    assert str(path) in err and "source" in err and "no-such-cert.pem" in err
+    assert "Traceback" not in err
+
+
 # --- more transports: File Reader, HTTP Listener/Sender, Channel Reader/Writer --------------------
 #
 # Each fragment is a connector's <properties> as Mirth 4.5.2 writes it (field order and nesting

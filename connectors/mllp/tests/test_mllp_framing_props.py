@@ -96,3 +96,104 @@ def test_custom_frame_bytes(start: bytes, end: bytes, body: list[bytes], cuts: l
     for piece in split(stream, cuts):
         events.extend(decoder.feed(piece))
     assert events == clean
+
+
+# -- frame bytes inside payloads and garbage, resynchronisation ------------------------------
+
+
+def _without(data: bytes, needle: bytes) -> bytes:
+    while needle and needle in data:
+        data = data.replace(needle, b"")
+    return data
+
+
+# Payloads made of the bytes that matter most: start bytes, lone halves of the end sequence.
+tricky_payloads = st.lists(
+    st.sampled_from([SB, SB * 2, b"\x1c", b"\x0d", b"\x0d\x1c", b"\x1c\x1c", b"MSH|"])
+    | st.binary(max_size=4),
+    max_size=30,
+).map(lambda parts: _without(b"".join(parts), EB))
+# Garbage between frames may hold end bytes and lone halves, but no start byte.
+tricky_garbage = st.lists(
+    st.sampled_from([EB, b"\x1c", b"\x0d", b"\r\n", EB * 2]) | st.binary(max_size=4),
+    max_size=6,
+).map(lambda parts: _without(b"".join(parts), SB))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    messages=st.lists(st.tuples(tricky_garbage, tricky_payloads), max_size=12),
+    trailing=tricky_garbage,
+    cuts=st.lists(st.integers(min_value=0, max_value=10**6), max_size=40),
+)
+def test_frame_bytes_inside_payloads_and_garbage(
+    messages: list[tuple[bytes, bytes]], trailing: bytes, cuts: list[int]
+) -> None:
+    stream = b"".join(junk + encode_frame(payload) for junk, payload in messages) + trailing
+    decoder = FrameDecoder()
+    events: list[bytes | FrameTooLargeError] = []
+    for piece in split(stream, cuts):
+        events.extend(decoder.feed(piece))
+    assert events == [payload for _, payload in messages]
+    assert not decoder.in_frame
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    start=st.binary(min_size=1, max_size=3),
+    end=st.binary(min_size=1, max_size=3),
+    messages=st.lists(st.tuples(st.binary(max_size=12), st.binary(max_size=40)), max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=10**5), max_size=20),
+)
+def test_garbage_between_frames_with_custom_frame_bytes(
+    start: bytes, end: bytes, messages: list[tuple[bytes, bytes]], cuts: list[int]
+) -> None:
+    framed: list[tuple[bytes, bytes]] = []
+    for junk, payload in messages:
+        junk, payload = _without(junk, start), _without(payload, end)
+        # Skip the inherently ambiguous cases: a start sequence straddling garbage and the real
+        # start bytes, or an end sequence straddling payload and the real end bytes.
+        if (junk + start).find(start) != len(junk) or (payload + end).find(end) != len(payload):
+            continue
+        framed.append((junk, payload))
+    stream = b"".join(junk + start + payload + end for junk, payload in framed)
+    decoder = FrameDecoder(start, end)
+    events: list[bytes | FrameTooLargeError] = []
+    for piece in split(stream, cuts):
+        events.extend(decoder.feed(piece))
+    assert events == [payload for _, payload in framed]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    junk=st.binary(max_size=200),
+    limit=st.integers(min_value=16, max_value=64),  # the good frame fits
+    cuts=st.lists(st.integers(min_value=0, max_value=10**5), max_size=20),
+)
+def test_end_bytes_always_resynchronise(junk: bytes, limit: int, cuts: list[int]) -> None:
+    """Whatever came before (half frames, oversized frames, noise), end bytes followed by a
+    good frame get that frame through: a confused peer can always recover."""
+    good = b"MSH|^~\\&|good\r"
+    decoder = FrameDecoder(max_frame_size=limit)
+    events: list[bytes | FrameTooLargeError] = []
+    for piece in split(junk + EB + encode_frame(good), cuts):
+        events.extend(decoder.feed(piece))
+        assert decoder.buffered <= limit + len(piece) + len(EB)  # memory stays bounded
+    assert events[-1] == good
+    assert decoder.buffered == 0 and not decoder.in_frame
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(payload=st.binary(max_size=200), cuts=st.lists(st.integers(0, 500), max_size=10))
+def test_encode_refuses_exactly_what_would_be_cut(payload: bytes, cuts: list[int]) -> None:
+    from pannier_mllp.framing import FrameEncodeError
+
+    if EB in payload:
+        with pytest.raises(FrameEncodeError):
+            encode_frame(payload)
+        return
+    decoder = FrameDecoder()
+    events: list[bytes | FrameTooLargeError] = []
+    for piece in split(encode_frame(payload), cuts):
+        events.extend(decoder.feed(piece))
+    assert events == [payload]

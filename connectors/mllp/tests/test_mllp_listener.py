@@ -414,7 +414,10 @@ async def test_bind_failure_is_a_clear_error(listen: Any) -> None:
         ({"endOfMessageBytes": ""}, "must not be empty"),
         ({"serverMode": False}, "client mode"),
         ({"respondOnNewConnection": 1}, "new connection"),
-        ({"useMLLPv2": "true"}, "MLLPv2"),
+        ({"useMLLPv2": "true", "ackBytes": "GG"}, "ackBytes"),
+        ({"useMLLPv2": "true", "nackBytes": "06"}, "must be non-empty and different"),
+        ({"tlsEnabled": "true"}, "'tlsCertFile' is empty"),
+        ({"tlsCaFile": "/etc/ca.pem"}, "tlsEnabled is false"),
     ],
 )
 def test_bad_properties_are_refused(props: dict[str, Any], message: str) -> None:

@@ -289,8 +289,10 @@ async def test_state_reports(listen: Any, recorder_factory: Any) -> None:
 
 
 def test_bad_static_properties_are_refused(make_sender: Any) -> None:
-    with pytest.raises(PropertyError, match="MLLPv2"):
-        make_sender(useMLLPv2=True)
+    with pytest.raises(PropertyError, match="maxRetries"):
+        make_sender(useMLLPv2=True, maxRetries=-1)
+    with pytest.raises(PropertyError, match="'tlsKeyFile' is set but 'tlsCertFile' is empty"):
+        make_sender(tlsEnabled=True, tlsKeyFile="/etc/key.pem")
     with pytest.raises(PropertyError, match="localPort"):
         make_sender(overrideLocalBinding=True, localPort=5000)
     with pytest.raises(PropertyError, match="responseTimeout"):

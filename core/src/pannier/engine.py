@@ -43,6 +43,7 @@ from pannier.plugins import (
     new_plugin_manager,
     notify,
 )
+from pannier.properties import PropertyError
 from pannier.runtime.channel import (
     LIFECYCLE_NAMES,
     POSTPROCESSOR_NAMES,
@@ -110,6 +111,15 @@ def _coerce_property(value: Any, default: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _build(kind: ConnectorType, setup: ConnectorSetup, where: str) -> Any:
+    """Build a connector; its refusal of a property (a missing TLS file, a bad URL) is a deploy
+    error naming the connector, not a crash."""
+    try:
+        return kind.factory(setup)
+    except PropertyError as exc:
+        raise DeployError(f"{where}: {exc}") from None
 
 
 def read_server_id(config: Config) -> str:
@@ -377,7 +387,9 @@ class Engine:
             source_model.source.responseVariable = str(
                 source_type.defaults.get("responseVariable", "None")
             )
-        source = source_type.factory(self._setup(channel, source_model, properties))
+        source = _build(
+            source_type, self._setup(channel, source_model, properties), f"{where} source"
+        )
         if not isinstance(source, SourceConnector):
             raise DeployError(
                 f"{where}: {source_model.transportName!r} did not build a source connector"
@@ -421,7 +433,7 @@ class Engine:
                 f"{here}.properties", kind.defaults, model.properties
             )
             model.properties = dest_properties
-            connector = kind.factory(self._setup(channel, model, dest_properties))
+            connector = _build(kind, self._setup(channel, model, dest_properties), here)
             if not isinstance(connector, DestinationConnector):
                 raise DeployError(
                     f"{here}: {model.transportName!r} did not build a destination connector"

@@ -4,14 +4,17 @@ Each request whose path is under ``contextPath`` becomes one message: its body i
 and what the request said (method, path, query parameters, headers, client address) goes into the
 source map under Mirth's names. The channel's selected response is the reply body; the status is
 ``responseStatusCode`` when set, else 500 when the response's status is ERROR and 200 otherwise.
+With ``tlsEnabled`` (Pannier's addition) it serves HTTPS, optionally with client certificates.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import re
+import ssl
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -21,7 +24,13 @@ import h11
 import trio
 from pannier import ChannelStoppedError, ConnectorSetup, Dispatcher, RawMessage, SourceConnector
 from pannier.model.status import Status
-from pannier.net import open_listeners
+from pannier.net import (
+    TLS_LISTENER_DEFAULTS,
+    open_listeners,
+    receive_some_or_eof,
+    server_ssl_context,
+    tls_error_text,
+)
 
 from pannier_http._props import (
     PropertyError,
@@ -59,15 +68,17 @@ LISTENER_DEFAULTS: Mapping[str, Any] = {
     "staticResources": [],
     # Pannier's own
     "maxBodySize": DEFAULT_MAX_BODY_SIZE,
+    **TLS_LISTENER_DEFAULTS,
     # sourceConnectorProperties: read by the kernel (response selection)
     "responseVariable": "None",
 }
 
 _BACKLOG = 256
 RESPONSE_WRITE_LIMIT = 10.0
-"""Seconds a client gets to take a response when ``timeout`` is 0."""
+"""Seconds a client gets to take a response (or to finish a TLS handshake) when ``timeout`` is 0."""
 _MAX_HEADER_SIZE = 64 * 1024
 _READ_SIZE = 65536
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class _Reject(Exception):
@@ -122,8 +133,15 @@ class HttpListener(SourceConnector):
                 prefixes = [p.strip().lower() for p in binary_types.split(",") if p.strip()]
                 self._binary_match = lambda mime: any(mime.startswith(p) for p in prefixes)
         _check_unsupported(props)
+        self.ssl_context: ssl.SSLContext | None = server_ssl_context(props, what="HTTP Listener")
+        self._scheme = "https" if self.ssl_context is not None else "http"
         self._connections = 0
         self._dispatching = 0
+
+    @property
+    def connections(self) -> int:
+        """Client connections open right now (each one is a task of the listener)."""
+        return self._connections
 
     # -- state reporting ----------------------------------------------------------------------
 
@@ -147,8 +165,9 @@ class HttpListener(SourceConnector):
                 for listener in listeners:
                     nursery.start_soon(self._accept_loop, listener, dispatcher, nursery)
                 LOG.info(
-                    "HTTP Listener of channel %s listening on %s:%s%s",
+                    "HTTP Listener of channel %s listening on %s://%s:%s%s",
                     self._setup.channel_name,
+                    self._scheme,
                     bound[0],
                     bound[1],
                     self.context_path or "/",
@@ -172,13 +191,13 @@ class HttpListener(SourceConnector):
                 continue
             nursery.start_soon(self._connection, stream, dispatcher)
 
-    async def _connection(self, stream: trio.SocketStream, dispatcher: Dispatcher) -> None:
+    async def _connection(self, sock: trio.SocketStream, dispatcher: Dispatcher) -> None:
         label = "unknown client"
         counted = False
         try:
             try:
-                local = stream.socket.getsockname()
-                remote = stream.socket.getpeername()
+                local = sock.socket.getsockname()
+                remote = sock.socket.getpeername()
             except OSError:
                 return
             label = f"{remote[0]}:{remote[1]}"
@@ -192,18 +211,43 @@ class HttpListener(SourceConnector):
             counted = True
             self._report("connected", remoteAddress=label)
             try:
+                stream = await self._secure(sock, label)
+                if stream is None:
+                    return
                 await self._serve(stream, dispatcher, peer, label)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                LOG.info("connection from %s broke: %s", label, exc)
+                if stream is not sock:
+                    # close_notify, briefly and best effort; the socket is closed below.
+                    with trio.move_on_after(1), contextlib.suppress(*_BROKEN):
+                        await stream.aclose()
+            except _BROKEN as exc:
+                reason = tls_error_text(exc) if _is_tls_error(exc) else str(exc) or repr(exc)
+                LOG.info("connection from %s broke: %s", label, reason)
             except Exception:
                 LOG.exception("unexpected error on the connection from %s; closing it", label)
         finally:
             if counted:
                 self._connections -= 1
                 self._report("connected" if self._connections else "idle")
-            stream.socket.close()
+            sock.socket.close()
 
-    async def _next_event(self, conn: h11.Connection, stream: trio.SocketStream) -> Any:
+    async def _secure(self, sock: trio.SocketStream, label: str) -> trio.abc.Stream | None:
+        """The stream to talk on: ``sock`` itself, or a TLS stream once its handshake is done
+        (``None`` when the handshake failed or took too long; the reason is logged)."""
+        if self.ssl_context is None:
+            return sock
+        stream = trio.SSLStream(sock, self.ssl_context, server_side=True)
+        limit = self.timeout if self.timeout > 0 else RESPONSE_WRITE_LIMIT
+        with trio.move_on_after(limit):
+            try:
+                await stream.do_handshake()
+            except _BROKEN as exc:
+                LOG.warning("TLS handshake with %s failed: %s", label, tls_error_text(exc))
+                return None
+            return stream
+        LOG.warning("TLS handshake with %s not done within %g s; closing", label, limit)
+        return None
+
+    async def _next_event(self, conn: h11.Connection, stream: trio.abc.Stream) -> Any:
         """The next h11 event; ``None`` when the client went quiet past ``timeout``."""
         while True:
             event = conn.next_event()
@@ -211,15 +255,15 @@ class HttpListener(SourceConnector):
                 return event
             if self.timeout > 0:
                 with trio.move_on_after(self.timeout):
-                    data = await stream.receive_some(_READ_SIZE)
+                    data = await receive_some_or_eof(stream, _READ_SIZE)
                     conn.receive_data(data)
                     continue
                 return None
-            conn.receive_data(await stream.receive_some(_READ_SIZE))
+            conn.receive_data(await receive_some_or_eof(stream, _READ_SIZE))
 
     async def _serve(
         self,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         dispatcher: Dispatcher,
         peer: dict[str, Any],
         label: str,
@@ -252,7 +296,7 @@ class HttpListener(SourceConnector):
     async def _request(
         self,
         conn: h11.Connection,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         dispatcher: Dispatcher,
         request: h11.Request,
         peer: dict[str, Any],
@@ -289,7 +333,7 @@ class HttpListener(SourceConnector):
         source_map: dict[str, Any] = {
             **peer,
             "method": request.method.decode("ascii", "replace"),
-            "url": f"http://{host[0]}{split.path or '/'}",
+            "url": f"{self._scheme}://{host[0]}{split.path or '/'}",
             "uri": split.path or "/",
             "protocol": f"HTTP/{request.http_version.decode('ascii', 'replace')}",
             "query": split.query,
@@ -326,7 +370,7 @@ class HttpListener(SourceConnector):
         cp = self.context_path
         return not cp or path == cp or path.startswith(cp + "/")
 
-    async def _read_body(self, conn: h11.Connection, stream: trio.SocketStream) -> bytes | None:
+    async def _read_body(self, conn: h11.Connection, stream: trio.abc.Stream) -> bytes | None:
         if conn.they_are_waiting_for_100_continue:
             await stream.send_all(
                 conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
@@ -386,7 +430,7 @@ class HttpListener(SourceConnector):
     async def _send(
         self,
         conn: h11.Connection,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         status: int,
         payload: bytes,
         content_type: str,
@@ -413,7 +457,7 @@ class HttpListener(SourceConnector):
         return await self._write(stream, data, label)
 
     async def _send_simple(
-        self, conn: h11.Connection, stream: trio.SocketStream, status: int, text: str
+        self, conn: h11.Connection, stream: trio.abc.Stream, status: int, text: str
     ) -> None:
         await self._send(
             conn,
@@ -425,7 +469,7 @@ class HttpListener(SourceConnector):
             extra=[("Connection", "close")],
         )
 
-    async def _write(self, stream: trio.SocketStream, data: bytes, label: str) -> bool:
+    async def _write(self, stream: trio.abc.Stream, data: bytes, label: str) -> bool:
         # The message is stored by now: write the response even while the channel stops
         # (shielded), but never for longer than the limit.
         limit = self.timeout if self.timeout > 0 else RESPONSE_WRITE_LIMIT
@@ -436,6 +480,10 @@ class HttpListener(SourceConnector):
             LOG.info("response to %s could not be sent: %s", label, exc)
             return False
         return not scope.cancelled_caught
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    return isinstance(exc, ssl.SSLError) or isinstance(exc.__cause__, ssl.SSLError)
 
 
 def _reason(status: int) -> bytes:

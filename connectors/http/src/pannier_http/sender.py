@@ -3,16 +3,21 @@
 As in Mirth: a response below 400 is SENT (its body becomes the response message); a response of
 400 or more, or a failure to connect, leaves the message QUEUED with the error text (the kernel
 turns QUEUED into ERROR when the destination's queue is off, as Mirth does).
+
+With ``tlsEnabled`` (Pannier's addition) requests go out over TLS with the trust store, client
+certificate and hostname check the ``tls*`` properties give; ``http://`` URLs are then refused.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from pannier import ConnectorSetup, DestinationConnector, Response, SendRequest, Status
+from pannier.net import TLS_SENDER_DEFAULTS, client_ssl_context, tls_error_text
 
 from pannier_http._props import (
     PropertyError,
@@ -45,6 +50,8 @@ SENDER_DEFAULTS: Mapping[str, Any] = {
     "useProxyServer": False,
     "multipart": False,
     "responseXmlBody": False,
+    # Pannier's own
+    **TLS_SENDER_DEFAULTS,
 }
 SENDER_TEMPLATED = frozenset(
     {"host", "headers", "parameters", "username", "password", "content", "contentType"}
@@ -79,14 +86,24 @@ class HttpSender(DestinationConnector):
         ):
             if get_bool(props, key, False):
                 raise PropertyError(f"HTTP Sender: {what} ({key}=true) are not supported yet")
+        self.ssl_context: ssl.SSLContext | None = client_ssl_context(props, what="HTTP Sender")
         self._client: httpx.AsyncClient | None = None
+
+    def _new_client(self) -> httpx.AsyncClient:
+        verify: ssl.SSLContext | bool = True  # httpx's default: the system trust store
+        if self.ssl_context is not None:
+            verify = self.ssl_context
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.socket_timeout or None),
+            follow_redirects=False,
+            verify=verify,
+        )
 
     def _report(self, state: str, **details: Any) -> None:
         self._setup.report_state(state, details)
 
     async def start(self) -> None:
-        timeout = httpx.Timeout(self.socket_timeout or None)
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._client = self._new_client()
         self._report("idle")
 
     async def stop(self) -> None:
@@ -99,6 +116,9 @@ class HttpSender(DestinationConnector):
         url = get_str(props, "host", "").strip()
         if not url:
             return Response(Status.ERROR, error="HTTP Sender: no URL (host) is configured")
+        if self.ssl_context is not None and not url.lower().startswith("https://"):
+            text = f"HTTP Sender: tlsEnabled is true but the URL {url!r} is not https://"
+            return Response(Status.ERROR, status_message=text, error=text)
         charset = resolve_charset(props.get("charset", "UTF-8"))
         content_type = get_str(props, "contentType", "text/plain").strip() or "text/plain"
         if "charset" not in content_type.lower():
@@ -129,7 +149,7 @@ class HttpSender(DestinationConnector):
         client = self._client
         own = client is None
         if client is None:  # send() without start(): a client for this one request
-            client = httpx.AsyncClient(timeout=httpx.Timeout(self.socket_timeout or None))
+            client = self._new_client()
         self._report("sending", url=url)
         try:
             reply = await client.request(
@@ -143,7 +163,7 @@ class HttpSender(DestinationConnector):
         except httpx.InvalidURL as exc:
             return Response(Status.ERROR, error=f"HTTP Sender: invalid URL {url!r}: {exc}")
         except httpx.HTTPError as exc:
-            detail = str(exc) or type(exc).__name__
+            detail = _error_text(exc)
             LOG.warning("HTTP Sender: error connecting to %s: %s", url, detail)
             return Response(
                 Status.QUEUED,
@@ -164,6 +184,30 @@ class HttpSender(DestinationConnector):
             status_message=f"Received error response from HTTP server: {status_line}",
             error=f"HTTP Sender: {url} answered {status_line}\n{text}".rstrip(),
         )
+
+
+def _error_text(exc: BaseException) -> str:
+    """Why a request failed; a TLS failure is said as such ("TLS handshake failed: certificate
+    verify failed: ...")."""
+    seen: BaseException | None = exc
+    for _ in range(20):  # an exception chain may in theory loop; never follow it far
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS handshake failed: {tls_error_text(seen)}"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    if "[SSL" in text:  # httpx may keep only the text of the ssl error
+        return f"TLS handshake failed: {tls_error_text(exc)}"
+    if not text and isinstance(exc, httpx.ReadError | httpx.WriteError):
+        text = "the connection broke before the response arrived"
+        try:
+            secure = exc.request.url.scheme == "https"
+        except RuntimeError:  # no request attached
+            secure = False
+        if secure:
+            text += " (a TLS server refusing the client certificate closes it like this)"
+    return text or type(exc).__name__
 
 
 def _reply_text(reply: httpx.Response, default_charset: str) -> str:

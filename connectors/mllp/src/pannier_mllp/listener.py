@@ -1,8 +1,11 @@
-"""The "TCP Listener" source connector in MLLP mode (Mirth's ``TcpReceiver``, server mode)."""
+"""The "TCP Listener" source connector in MLLP mode (Mirth's ``TcpReceiver``, server mode),
+with Pannier's TLS / mutual TLS and MLLPv2 commit acknowledgements."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,8 +17,14 @@ from pannier import (
     RawMessage,
     SourceConnector,
 )
-from pannier.net import open_listeners
+from pannier.net import (
+    TLS_LISTENER_DEFAULTS,
+    open_listeners,
+    server_ssl_context,
+    tls_error_text,
+)
 
+from pannier_mllp._mllpv2 import MLLPV2_DEFAULTS, MLLPv2, mllpv2_from_properties
 from pannier_mllp._net import error_text
 from pannier_mllp._props import (
     DEFAULT_ENCODING,
@@ -26,9 +35,9 @@ from pannier_mllp._props import (
     get_str,
     resolve_charset,
 )
+from pannier_mllp._reader import FrameReader
 from pannier_mllp.framing import (
     DEFAULT_MAX_FRAME_SIZE,
-    FrameDecoder,
     FrameEncodeError,
     FrameTooLargeError,
 )
@@ -50,13 +59,14 @@ LISTENER_DEFAULTS: Mapping[str, Any] = {
     "charsetEncoding": DEFAULT_ENCODING,
     "serverMode": True,
     "respondOnNewConnection": 0,
-    # transmissionModeProperties (MLLP mode)
+    # transmissionModeProperties (MLLP mode, MLLPv2 included)
     "pluginPointName": "MLLP",
     "startOfMessageBytes": "0B",
     "endOfMessageBytes": "1C0D",
-    "useMLLPv2": False,
+    **MLLPV2_DEFAULTS,
     # Pannier's own
     "maxFrameSize": DEFAULT_MAX_FRAME_SIZE,
+    **TLS_LISTENER_DEFAULTS,
     # sourceConnectorProperties: the kernel's (response selection), not read here; this is the
     # TcpReceiverProperties constructor's default.
     "responseVariable": "Auto-generate (After source transformer)",
@@ -64,7 +74,14 @@ LISTENER_DEFAULTS: Mapping[str, Any] = {
 
 _BACKLOG = 256  # as Mirth's TcpReceiver.DEFAULT_BACKLOG
 RESPONSE_WRITE_LIMIT = 10.0
-"""Seconds a client gets to take a response when ``receiveTimeout`` is 0 (Mirth waits forever)."""
+"""Seconds a client gets to take a response, to finish a TLS handshake or to send an MLLPv2
+commit acknowledgement when ``receiveTimeout`` is 0 (Mirth waits forever)."""
+
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+class _EndConnection(Exception):
+    """The connection must close (the reason was logged)."""
 
 
 class TcpListener(SourceConnector):
@@ -72,7 +89,8 @@ class TcpListener(SourceConnector):
 
     One task per connection, at most ``maxConnections`` at once (further clients wait in the
     listen backlog until a slot frees). Messages on one connection are processed in order: the
-    next frame is read after the previous one's response was written.
+    next frame is read after the previous one's response was written. With TLS the handshake
+    runs in the connection's task, so a client that fails it affects nobody else.
     """
 
     def __init__(self, setup: ConnectorSetup) -> None:
@@ -88,8 +106,20 @@ class TcpListener(SourceConnector):
         self.charset = resolve_charset(props.get("charsetEncoding", DEFAULT_ENCODING))
         self.framing = framing_from_properties(props, "TCP Listener")
         _check_unsupported(props)
+        self.mllpv2: MLLPv2 | None = mllpv2_from_properties(props, "TCP Listener")
+        self.ssl_context: ssl.SSLContext | None = server_ssl_context(props, what="TCP Listener")
         self._connections = 0
         self._dispatching = 0
+
+    @property
+    def connections(self) -> int:
+        """Client connections open right now (each one is a task of the listener)."""
+        return self._connections
+
+    @property
+    def _limit(self) -> float:
+        """Seconds allowed for a response write, a TLS handshake, a commit acknowledgement."""
+        return self.receive_timeout if self.receive_timeout > 0 else RESPONSE_WRITE_LIMIT
 
     # -- state reporting ----------------------------------------------------------------------
 
@@ -114,10 +144,11 @@ class TcpListener(SourceConnector):
                 for listener in listeners:
                     nursery.start_soon(self._accept_loop, listener, slots, dispatcher, nursery)
                 LOG.info(
-                    "TCP Listener of channel %s listening on %s:%s",
+                    "TCP Listener of channel %s listening on %s:%s%s",
                     self._setup.channel_name,
                     bound[0],
                     bound[1],
+                    " (TLS)" if self.ssl_context is not None else "",
                 )
                 self._report("idle")
                 task_status.started(bound)
@@ -151,14 +182,14 @@ class TcpListener(SourceConnector):
             nursery.start_soon(self._connection, stream, slots, dispatcher)
 
     async def _connection(
-        self, stream: trio.SocketStream, slots: trio.Semaphore, dispatcher: Dispatcher
+        self, sock: trio.SocketStream, slots: trio.Semaphore, dispatcher: Dispatcher
     ) -> None:
         label = "unknown client"
         counted = False
         try:
             try:
-                local = stream.socket.getsockname()
-                remote = stream.socket.getpeername()
+                local = sock.socket.getsockname()
+                remote = sock.socket.getpeername()
             except OSError:
                 return  # gone before we looked at it
             label = f"{remote[0]}:{remote[1]}"
@@ -173,9 +204,15 @@ class TcpListener(SourceConnector):
             LOG.debug("connection from %s", label)
             self._report("connected", remoteAddress=label)
             try:
-                await self._serve(stream, dispatcher, source_map, label)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                LOG.info("connection from %s broke: %s", label, error_text(exc))
+                stream = await self._secure(sock, label)
+                if stream is None:
+                    return
+                with contextlib.suppress(_EndConnection):
+                    await self._serve(stream, dispatcher, source_map, label)
+                if stream is not sock:
+                    await _close_tls(stream)
+            except _BROKEN as exc:
+                LOG.info("connection from %s broke: %s", label, _reason(exc))
             except Exception:
                 LOG.exception("unexpected error on the connection from %s; closing it", label)
         finally:
@@ -183,83 +220,93 @@ class TcpListener(SourceConnector):
             if counted:
                 self._connections -= 1
                 self._report("connected" if self._connections else "idle")
-            stream.socket.close()
+            sock.socket.close()
             LOG.debug("connection from %s closed", label)
+
+    async def _secure(self, sock: trio.SocketStream, label: str) -> trio.abc.Stream | None:
+        """The stream to talk on: ``sock`` itself, or a TLS stream once its handshake is done
+        (``None`` when the handshake failed or took too long; the reason is logged)."""
+        if self.ssl_context is None:
+            return sock
+        stream = trio.SSLStream(sock, self.ssl_context, server_side=True)
+        with trio.move_on_after(self._limit):
+            try:
+                await stream.do_handshake()
+            except _BROKEN as exc:
+                LOG.warning("TLS handshake with %s failed: %s", label, tls_error_text(exc))
+                return None
+            return stream
+        LOG.warning("TLS handshake with %s not done within %g s; closing", label, self._limit)
+        return None
 
     async def _serve(
         self,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         dispatcher: Dispatcher,
         source_map: dict[str, Any],
         label: str,
     ) -> None:
-        decoder = self.framing.decoder()
+        reader = FrameReader(stream, self.framing.decoder(), self.buffer_size)
         while True:
-            data = await self._receive(stream, decoder, label)
-            if data is None:
+            event = await self._next_frame(reader, label)
+            if event is None:
                 return
-            skipped_before = decoder.skipped_bytes
-            events = decoder.feed(data)
-            if decoder.skipped_bytes != skipped_before:
-                LOG.debug(
-                    "skipped %d byte(s) outside MLLP frames from %s",
-                    decoder.skipped_bytes - skipped_before,
-                    label,
-                )
-            for index, event in enumerate(events):
-                if isinstance(event, FrameTooLargeError):
-                    LOG.error("%s (from %s); closing the connection", event, label)
-                    return
-                if not await self._handle_frame(stream, dispatcher, event, source_map, label):
-                    return
-                if not self.keep_connection_open:
-                    left = len(events) - index - 1
-                    if left or decoder.buffered:
-                        LOG.warning(
-                            "keepConnectionOpen is false: closing the connection from %s after "
-                            "one message; %d further frame(s) and %d buffered byte(s) dropped",
-                            label,
-                            left,
-                            decoder.buffered,
-                        )
-                    return
+            if isinstance(event, FrameTooLargeError):
+                LOG.error("%s (from %s); closing the connection", event, label)
+                return
+            if self.mllpv2 is not None and self.mllpv2.is_commit_frame(event):
+                # A late commit acknowledgement of a response we resent: not a message.
+                LOG.debug("ignoring a stray MLLPv2 commit acknowledgement from %s", label)
+                continue
+            await self._handle_frame(stream, reader, dispatcher, event, source_map, label)
+            if not self.keep_connection_open:
+                if not reader.idle:
+                    LOG.warning(
+                        "keepConnectionOpen is false: closing the connection from %s after one "
+                        "message; %d further frame(s) and %d buffered byte(s) dropped",
+                        label,
+                        len(reader.pending),
+                        reader.decoder.buffered,
+                    )
+                return
 
-    async def _receive(
-        self, stream: trio.SocketStream, decoder: FrameDecoder, label: str
-    ) -> bytes | None:
-        """The next bytes from the client, or ``None`` when the connection should end."""
+    async def _next_frame(
+        self, reader: FrameReader, label: str
+    ) -> bytes | FrameTooLargeError | None:
+        """The next message frame, or ``None`` when the connection should end."""
         while True:
             if self.receive_timeout > 0:
                 with trio.move_on_after(self.receive_timeout):
-                    data = await stream.receive_some(self.buffer_size)
+                    event = await reader.next()
                     break
                 # Timed out (Mirth: SO_TIMEOUT = receiveTimeout).
                 timeout_ms = round(self.receive_timeout * 1000)
-                if decoder.in_frame:
+                if reader.in_frame:
                     LOG.warning(
                         "no data from %s for %d ms in the middle of a frame (%d byte(s) "
                         "received); discarding them and closing the connection",
                         label,
                         timeout_ms,
-                        decoder.buffered,
+                        reader.decoder.buffered,
                     )
                     return None
                 if not self.keep_connection_open:
                     LOG.info("no message from %s within %d ms; closing", label, timeout_ms)
                     return None
                 continue  # idle kept-open connection: keep waiting, as Mirth does
-            data = await stream.receive_some(self.buffer_size)
+            event = await reader.next()
             break
-        if not data:
-            if decoder.in_frame:
-                LOG.warning(
-                    "%s closed the connection in the middle of a frame; %d byte(s) discarded "
-                    "(an incomplete message is never processed)",
-                    label,
-                    decoder.buffered,
-                )
-            return None
-        return data
+        skipped = reader.newly_skipped()
+        if skipped:
+            LOG.debug("skipped %d byte(s) outside MLLP frames from %s", skipped, label)
+        if event is None and reader.decoder.in_frame:
+            LOG.warning(
+                "%s closed the connection in the middle of a frame; %d byte(s) discarded "
+                "(an incomplete message is never processed)",
+                label,
+                reader.decoder.buffered,
+            )
+        return event
 
     def _raw_message(self, payload: bytes, source_map: dict[str, Any], label: str) -> RawMessage:
         if self.binary:
@@ -277,13 +324,15 @@ class TcpListener(SourceConnector):
 
     async def _handle_frame(
         self,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
+        reader: FrameReader,
         dispatcher: Dispatcher,
         payload: bytes,
         source_map: dict[str, Any],
         label: str,
-    ) -> bool:
-        """Dispatch one message and write its response; False when the connection must end."""
+    ) -> None:
+        """Dispatch one message and write its response; :class:`_EndConnection` when the
+        connection must end."""
         raw = self._raw_message(payload, source_map, label)
         self._dispatching += 1
         self._report("receiving", remoteAddress=label)
@@ -291,45 +340,102 @@ class TcpListener(SourceConnector):
             result = await dispatcher.dispatch(raw)
         except ChannelStoppedError:
             LOG.info("channel is stopping: message from %s not taken; closing", label)
-            return False
+            await self._nak(stream, label)
+            raise _EndConnection from None
         except Exception:
-            LOG.exception("dispatching a message from %s failed; closing the connection", label)
-            return False
+            if self.mllpv2 is None:
+                LOG.exception("dispatching a message from %s failed; closing the connection", label)
+                raise _EndConnection from None
+            # MLLPv2: the NAK tells the client the message was not stored; it may resend it.
+            LOG.exception("dispatching a message from %s failed; answering with a NAK", label)
+            await self._nak(stream, label)
+            return
         finally:
             self._dispatching -= 1
             if not self._dispatching:
                 self._report("idle")
+        # The message is stored: its commit acknowledgement and its response are written even
+        # if the channel stop cancels us meanwhile (shielded), within the write limit.
+        commit = self._commit_block(True)
         response = result.response
         if response is None or not response.message:
-            return True
+            if commit:
+                await self._write(stream, commit, "the commit acknowledgement", label)
+            return
         try:
             data = self.framing.encode(self._encode_response(response.message, label))
         except FrameEncodeError as exc:
             LOG.error("response to message %s from %s not sent: %s", result.message_id, label, exc)
-            return False
-        # The message is stored by now, so the response is written even if the channel stop
-        # cancels us meanwhile (shielded), but never for longer than the write limit.
-        limit = self.receive_timeout if self.receive_timeout > 0 else RESPONSE_WRITE_LIMIT
+            if commit:
+                await self._write(stream, commit, "the commit acknowledgement", label)
+            raise _EndConnection from None
+        what = f"the response to message {result.message_id}"
+        attempts = 0
+        while True:
+            attempts += 1
+            # The commit block and the first copy of the response go out in one write.
+            await self._write(stream, commit + data if attempts == 1 else data, what, label)
+            if self.mllpv2 is None:
+                return
+            problem = await self._await_commit(reader, label)
+            if problem is None:
+                return
+            retries = self.mllpv2.max_retries
+            if retries and attempts > retries:
+                LOG.warning(
+                    "%s: no MLLPv2 commit acknowledgement from %s after %d attempt(s) (%s); "
+                    "closing",
+                    what,
+                    label,
+                    attempts,
+                    problem,
+                )
+                raise _EndConnection
+            LOG.info("%s to %s: %s; sending it again", what, label, problem)
+
+    def _commit_block(self, stored: bool) -> bytes:
+        """MLLPv2: the framed block telling the client whether its message was stored (empty
+        in MLLP v1)."""
+        if self.mllpv2 is None:
+            return b""
+        return self.framing.encode(self.mllpv2.ack if stored else self.mllpv2.nack)
+
+    async def _nak(self, stream: trio.abc.Stream, label: str) -> None:
+        """MLLPv2: tell the client its message was not stored (nothing in MLLP v1)."""
+        if self.mllpv2 is not None:
+            block = self._commit_block(False)
+            await self._write(stream, block, "the negative commit acknowledgement", label)
+
+    async def _await_commit(self, reader: FrameReader, label: str) -> str | None:
+        """MLLPv2: wait for the client's commit acknowledgement of our response; ``None``
+        when it came, else why it did not (a NAK, something else, no answer in time)."""
+        assert self.mllpv2 is not None
+        with trio.move_on_after(self._limit):
+            event = await reader.next()
+            if event is None:
+                LOG.info("%s closed the connection before acknowledging the response", label)
+                raise _EndConnection
+            if isinstance(event, FrameTooLargeError):
+                LOG.error("%s (from %s); closing the connection", event, label)
+                raise _EndConnection
+            if event == self.mllpv2.ack:
+                return None
+            if event == self.mllpv2.nack:
+                return "negative commit acknowledgement received"
+            return "invalid acknowledgement block received"
+        return f"no commit acknowledgement within {self._limit:g} s"
+
+    async def _write(self, stream: trio.abc.Stream, data: bytes, what: str, label: str) -> None:
+        limit = self._limit
         try:
             with trio.CancelScope(shield=True), trio.move_on_after(limit) as scope:
                 await stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            LOG.warning(
-                "response to message %s could not be sent to %s: %s",
-                result.message_id,
-                label,
-                error_text(exc),
-            )
-            return False
+        except _BROKEN as exc:
+            LOG.warning("%s could not be sent to %s: %s", what, label, _reason(exc))
+            raise _EndConnection from None
         if scope.cancelled_caught:
-            LOG.warning(
-                "%s did not take the response to message %s within %g s; closing",
-                label,
-                result.message_id,
-                limit,
-            )
-            return False
-        return True
+            LOG.warning("%s did not take %s within %g s; closing", label, what, limit)
+            raise _EndConnection
 
     def _encode_response(self, text: str, label: str) -> bytes:
         try:
@@ -345,6 +451,19 @@ class TcpListener(SourceConnector):
             return text.encode(self.charset, errors="replace")
 
 
+def _reason(exc: BaseException) -> str:
+    cause = exc.__cause__
+    if isinstance(exc, ssl.SSLError) or isinstance(cause, ssl.SSLError):
+        return tls_error_text(exc)
+    return error_text(exc)
+
+
+async def _close_tls(stream: trio.abc.Stream) -> None:
+    """Send TLS ``close_notify`` (best effort, briefly); the socket is closed by the caller."""
+    with trio.move_on_after(1), contextlib.suppress(*_BROKEN):
+        await stream.aclose()
+
+
 def _check_unsupported(props: Mapping[str, Any]) -> None:
     """Refuse Mirth settings this connector does not implement rather than ignore them."""
     if not get_bool(props, "serverMode", True):
@@ -356,8 +475,6 @@ def _check_unsupported(props: Mapping[str, Any]) -> None:
             "TCP Listener: responding on a new connection (respondOnNewConnection) is not "
             "supported yet; responses go back on the same connection"
         )
-    if get_bool(props, "useMLLPv2", False):
-        raise PropertyError("TCP Listener: MLLPv2 (useMLLPv2=true) is not supported yet")
     mode = get_str(props, "pluginPointName", "MLLP").strip() or "MLLP"
     if mode not in ("MLLP", "Basic"):
         raise PropertyError(

@@ -1,17 +1,21 @@
-"""The "TCP Sender" destination connector in MLLP mode (Mirth's ``TcpDispatcher``)."""
+"""The "TCP Sender" destination connector in MLLP mode (Mirth's ``TcpDispatcher``), with
+Pannier's TLS / mutual TLS and MLLPv2 commit acknowledgements."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 from pannier import ConnectorSetup, DestinationConnector, Response, SendRequest, Status
+from pannier.net import TLS_SENDER_DEFAULTS, client_ssl_context, tls_error_text
 
+from pannier_mllp._mllpv2 import MLLPV2_DEFAULTS, MLLPv2, mllpv2_from_properties
 from pannier_mllp._net import error_text, peer_closed_or_talking, timeout_seconds
 from pannier_mllp._props import (
     DEFAULT_ENCODING,
@@ -23,6 +27,7 @@ from pannier_mllp._props import (
     resolve_charset,
     to_int,
 )
+from pannier_mllp._reader import FrameReader
 from pannier_mllp.framing import (
     DEFAULT_MAX_FRAME_SIZE,
     FrameEncodeError,
@@ -55,9 +60,10 @@ SENDER_DEFAULTS: Mapping[str, Any] = {
     "pluginPointName": "MLLP",
     "startOfMessageBytes": "0B",
     "endOfMessageBytes": "1C0D",
-    "useMLLPv2": False,
-    # Pannier's own: the largest response frame accepted
+    **MLLPV2_DEFAULTS,
+    # Pannier's own: the largest response frame accepted, TLS
     "maxFrameSize": DEFAULT_MAX_FRAME_SIZE,
+    **TLS_SENDER_DEFAULTS,
 }
 
 SENDER_TEMPLATED = frozenset({"remoteAddress", "remotePort", "template"})
@@ -78,16 +84,21 @@ class _Failure(Exception):
         return Response(self.status, status_message=self.summary, error=self.detail)
 
 
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
 @dataclass
 class _Connection:
-    stream: trio.SocketStream
+    sock: trio.SocketStream
+    stream: trio.abc.Stream  # ``sock``, or a TLS stream over it
     key: tuple[str, int]
     idle_since: float = 0.0
 
     def close(self) -> None:
         # SocketStream.aclose() is socket.close() plus a checkpoint; closing directly keeps the
-        # clean-up synchronous, so it also happens while the task is being cancelled.
-        self.stream.socket.close()
+        # clean-up synchronous, so it also happens while the task is being cancelled. (A TLS
+        # peer sees the connection end without close_notify, which MLLP does not need.)
+        self.sock.socket.close()
 
 
 class TcpSender(DestinationConnector):
@@ -118,8 +129,8 @@ class TcpSender(DestinationConnector):
                 raise PropertyError(
                     "TCP Sender: binding a fixed local port (localPort) is not supported yet; use 0"
                 )
-        if get_bool(props, "useMLLPv2", False):
-            raise PropertyError("TCP Sender: MLLPv2 (useMLLPv2=true) is not supported yet")
+        self.mllpv2: MLLPv2 | None = mllpv2_from_properties(props, "TCP Sender")
+        self.ssl_context: ssl.SSLContext | None = client_ssl_context(props, what="TCP Sender")
         mode = get_str(props, "pluginPointName", "MLLP").strip() or "MLLP"
         if mode not in ("MLLP", "Basic"):
             raise PropertyError(f"TCP Sender: transmission mode {mode!r} is not supported")
@@ -201,11 +212,16 @@ class TcpSender(DestinationConnector):
             if conn is None:
                 conn = await self._connect(host, port, where)
                 await self._write(conn, frame, where)
+            reader = FrameReader(
+                conn.stream, self.framing.decoder(), self.buffer_size, strict_tls_eof=True
+            )
+            if self.mllpv2 is not None:
+                await self._await_commit(conn, reader, frame, where)
             if self.ignore_response:
                 response = Response(Status.SENT, status_message=SENT_OK)
-                reusable = True
+                reusable = reader.idle
             else:
-                response, reusable = await self._read_response(conn, where)
+                response, reusable = await self._read_response(conn, reader, where)
             self._release(conn, reusable)
             conn = None
             return response
@@ -217,19 +233,35 @@ class TcpSender(DestinationConnector):
         ms = self.response_timeout_ms  # Mirth connects with the response timeout
         with trio.move_on_after(timeout_seconds(ms)):
             try:
-                stream = await trio.open_tcp_stream(host, port, local_address=self.local_address)
+                sock = await trio.open_tcp_stream(host, port, local_address=self.local_address)
             except OSError as exc:
                 raise _Failure(
                     Status.QUEUED,
                     f"Error connecting to {where}",
                     f"TCP Sender could not connect to {where}: {error_text(exc)}",
                 ) from None
-            return _Connection(stream, (host, port))
+            if self.ssl_context is None:
+                return _Connection(sock, sock, (host, port))
+            stream = trio.SSLStream(sock, self.ssl_context, server_hostname=host)
+            try:
+                await stream.do_handshake()
+            except _BROKEN as exc:
+                sock.socket.close()
+                raise _Failure(
+                    Status.QUEUED,
+                    f"Error connecting to {where}",
+                    f"TCP Sender: TLS handshake with {where} failed: {tls_error_text(exc)}",
+                ) from None
+            except BaseException:
+                sock.socket.close()
+                raise
+            return _Connection(sock, stream, (host, port))
         # Only reached when the timeout fired.
         raise _Failure(
             Status.QUEUED,
             f"Error connecting to {where}",
-            f"TCP Sender could not connect to {where}: no answer within {ms} ms",
+            f"TCP Sender could not connect to {where}: no answer within {ms} ms"
+            + (" (TCP connection and TLS handshake)" if self.ssl_context is not None else ""),
         )
 
     async def _write(self, conn: _Connection, frame: bytes, where: str) -> None:
@@ -237,11 +269,11 @@ class TcpSender(DestinationConnector):
         with trio.move_on_after(timeout_seconds(ms)) as scope:
             try:
                 await conn.stream.send_all(frame)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            except _BROKEN as exc:
                 raise _Failure(
                     Status.QUEUED,
                     f"Error sending message to {where}",
-                    f"TCP Sender: the connection to {where} broke while sending: {error_text(exc)}",
+                    f"TCP Sender: the connection to {where} broke while sending: {_reason(exc)}",
                 ) from None
         if scope.cancelled_caught:
             raise _Failure(
@@ -250,27 +282,74 @@ class TcpSender(DestinationConnector):
                 f"TCP Sender: {where} did not take the message within {ms} ms",
             )
 
-    async def _read_response(self, conn: _Connection, where: str) -> tuple[Response, bool]:
-        """Read one framed response; returns it and whether the connection may be reused."""
+    async def _next(
+        self, reader: FrameReader, where: str, what: str
+    ) -> bytes | FrameTooLargeError | None:
+        """The next frame from the peer (``None``: it closed the connection)."""
+        try:
+            return await reader.next()
+        except _BROKEN as exc:
+            raise _Failure(
+                Status.QUEUED,
+                "Error receiving response",
+                f"TCP Sender: error receiving {what} from {where}: {_reason(exc)}",
+            ) from None
+
+    async def _await_commit(
+        self, conn: _Connection, reader: FrameReader, frame: bytes, where: str
+    ) -> None:
+        """MLLPv2: wait for the peer's commit acknowledgement, resending the message after a
+        NAK, an invalid block or ``responseTimeout`` without answer (Mirth's
+        ``MLLPv2StreamHandler.write``); QUEUED when ``maxRetries`` resends did not help."""
+        assert self.mllpv2 is not None
         ms = self.response_timeout_ms
-        decoder = self.framing.decoder()
-        with trio.move_on_after(timeout_seconds(ms)):
-            while True:
-                try:
-                    data = await conn.stream.receive_some(self.buffer_size)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        first_cause = ""
+        attempts = 0
+        while True:
+            attempts += 1
+            problem = f"no commit acknowledgement within {ms} ms"
+            with trio.move_on_after(timeout_seconds(ms)):
+                event = await self._next(reader, where, "the commit acknowledgement")
+                if event is None:
                     raise _Failure(
                         Status.QUEUED,
-                        "Error receiving response",
-                        f"TCP Sender: error receiving the response from {where}: {error_text(exc)}",
-                    ) from None
-                if not data:
-                    if decoder.in_frame:
+                        "Error receiving commit acknowledgement",
+                        f"TCP Sender: {where} closed the connection without an MLLPv2 commit "
+                        "acknowledgement",
+                    )
+                if event == self.mllpv2.ack:
+                    return
+                if event == self.mllpv2.nack:
+                    problem = "negative commit acknowledgement received"
+                else:
+                    problem = "invalid acknowledgement block received"
+            first_cause = first_cause or problem
+            retries = self.mllpv2.max_retries
+            if retries and attempts > retries:
+                raise _Failure(
+                    Status.QUEUED,
+                    "Maximum retry count reached",
+                    f"TCP Sender: no MLLPv2 commit acknowledgement from {where} after "
+                    f"{attempts} attempt(s); first cause: {first_cause}; last: {problem}",
+                )
+            LOG.info("TCP Sender: %s from %s; sending the message again", problem, where)
+            await self._write(conn, frame, where)
+
+    async def _read_response(
+        self, conn: _Connection, reader: FrameReader, where: str
+    ) -> tuple[Response, bool]:
+        """Read one framed response; returns it and whether the connection may be reused."""
+        ms = self.response_timeout_ms
+        with trio.move_on_after(timeout_seconds(ms)):
+            while True:
+                event = await self._next(reader, where, "the response")
+                if event is None:
+                    if reader.decoder.in_frame:
                         raise _Failure(
                             Status.QUEUED,
                             "Error receiving response",
                             f"TCP Sender: {where} closed the connection in the middle of its "
-                            f"response ({decoder.buffered} byte(s) received)",
+                            f"response ({reader.decoder.buffered} byte(s) received)",
                         )
                     # Mirth 4.x: the message went out; the peer just closed without answering.
                     return (
@@ -280,19 +359,21 @@ class TcpSender(DestinationConnector):
                         ),
                         False,
                     )
-                events = decoder.feed(data)
-                if not events:
-                    continue
-                first = events[0]
-                if isinstance(first, FrameTooLargeError):
+                if isinstance(event, FrameTooLargeError):
                     raise _Failure(
                         Status.ERROR,
                         "Error receiving response",
-                        f"TCP Sender: response from {where} rejected: {first}",
+                        f"TCP Sender: response from {where} rejected: {event}",
                     )
-                text, note = self._decode_response(first, where)
-                reusable = len(events) == 1 and decoder.buffered == 0
-                return Response(Status.SENT, message=text, status_message=SENT_OK + note), reusable
+                if self.mllpv2 is not None and self.mllpv2.is_commit_frame(event):
+                    # A late commit acknowledgement of a message we resent: not the response.
+                    continue
+                text, note = self._decode_response(event, where)
+                if self.mllpv2 is not None:
+                    # Commit acknowledgement of the response (Mirth's TcpDispatcher commits it).
+                    await self._write(conn, self.framing.encode(self.mllpv2.ack), where)
+                response = Response(Status.SENT, message=text, status_message=SENT_OK + note)
+                return response, reader.idle
         status = Status.QUEUED if self.queue_on_response_timeout else Status.ERROR
         raise _Failure(
             status,
@@ -322,7 +403,7 @@ class TcpSender(DestinationConnector):
             if self.send_timeout and now - conn.idle_since > self.send_timeout:
                 conn.close()  # idle longer than sendTimeout: Mirth would have closed it
                 continue
-            if peer_closed_or_talking(conn.stream):
+            if peer_closed_or_talking(conn.sock):
                 conn.close()
                 continue
             return conn
@@ -337,3 +418,15 @@ class TcpSender(DestinationConnector):
 
     def _report(self, state: str, **details: Any) -> None:
         self._setup.report_state(state, details)
+
+
+def _reason(exc: BaseException) -> str:
+    cause = exc.__cause__
+    if isinstance(exc, ssl.SSLEOFError) or isinstance(cause, ssl.SSLEOFError):
+        return (
+            "the TLS connection was cut without close_notify (a server refusing the client "
+            "certificate does this)"
+        )
+    if isinstance(exc, ssl.SSLError) or isinstance(cause, ssl.SSLError):
+        return tls_error_text(exc)
+    return error_text(exc)
