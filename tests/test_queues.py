@@ -8,6 +8,7 @@ import trio
 from pannier_mllp import send_mllp
 
 from .test_end_to_end import example_channel, query, segments, start, write_config
+from .test_queue_threads import write_db_config
 
 QUEUED = """
 queueEnabled = true
@@ -176,3 +177,122 @@ def test_the_source_queue_only_allows_responses_it_can_give(tmp_path) -> None:
     )
     with pytest.raises(DeployError, match="source queue on"):
         engine.prepare(channel)
+
+
+def sent_pattern(engine, n: int) -> str:
+    (sent,) = query(
+        engine, f"SELECT CONTENT FROM D_MC{n} WHERE METADATA_ID = 1 AND CONTENT_TYPE = 5"
+    )[0]
+    return sent.split("<outputPattern>", 1)[1].split("</outputPattern>", 1)[0]
+
+
+def attempts(engine, n: int) -> int:
+    return query(engine, f"SELECT SEND_ATTEMPTS FROM D_MM{n} WHERE ID = 1")[0][0] or 0
+
+
+@pytest.mark.parametrize("regenerate", [False, True])
+async def test_regenerate_template_renders_the_properties_again_on_each_retry(
+    nursery, tmp_path, hl7_sample, regenerate, db_url
+) -> None:
+    """A file name made of ``${UUID}``: without regenerateTemplate the retry writes the name
+    rendered when the message was queued; with it, each attempt renders a new one."""
+    blocker = tmp_path / "out"
+    blocker.write_text("blocked")
+    channel = queued_channel(f"regenerateTemplate = {str(regenerate).lower()}\n").replace(
+        'outputPattern = "all.hl7"', 'outputPattern = "${UUID}.hl7"'
+    )
+    engine, port = await start(nursery, write_db_config(tmp_path, channel, db_url))
+    await send_mllp("127.0.0.1", port, messages(hl7_sample, 1), timeout=10)
+    n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+    await wait_for(lambda: attempts(engine, n) >= 1)
+    queued_name = sent_pattern(engine, n)
+    blocker.unlink()
+    await wait_for(lambda: blocker.is_dir() and any(blocker.iterdir()))
+    (written,) = [p.name for p in blocker.iterdir()]
+    if regenerate:
+        assert written != queued_name, "rendered again for the attempt that succeeded"
+    else:
+        assert written == queued_name, "the properties stored when queued are reused"
+    await wait_for(lambda: query(engine, f"SELECT STATUS FROM D_MM{n} WHERE ID = 1") == [("S",)])
+    assert sent_pattern(engine, n) == written, "SENT content holds what was really sent"
+
+
+RUN_COUNTER = '''
+[[destinations.transformer.steps]]
+kind = "python"
+code = """
+global_map["runs"] = global_map.get("runs", 0) + 1
+channel_map["run"] = global_map["runs"]
+"""
+'''
+
+
+@pytest.mark.parametrize("include", [False, True])
+async def test_include_filter_transformer_runs_the_transformer_on_every_queued_attempt(
+    nursery, tmp_path, hl7_sample, include, db_url
+) -> None:
+    """The destination transformer counts its runs into the file name: run once in the
+    pipeline, or (includeFilterTransformer) once per queued attempt, never in the pipeline."""
+    blocker = tmp_path / "out"
+    blocker.write_text("blocked")
+    settings = f"regenerateTemplate = true\nincludeFilterTransformer = {str(include).lower()}\n"
+    channel = (
+        queued_channel(settings)
+        .replace('outputPattern = "all.hl7"', 'outputPattern = "run-${run}.hl7"')
+        .replace(
+            'messageStorageMode = "DEVELOPMENT"',
+            'messageStorageMode = "DEVELOPMENT"\n'
+            '[[properties.metaDataColumns]]\nname = "RUN"\nmappingName = "run"',
+        )
+    )
+    engine, port = await start(nursery, write_db_config(tmp_path, channel + RUN_COUNTER, db_url))
+    await send_mllp("127.0.0.1", port, messages(hl7_sample, 1), timeout=10)
+    n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+    await wait_for(lambda: attempts(engine, n) >= 2)
+    blocker.unlink()
+    await wait_for(lambda: query(engine, f"SELECT STATUS FROM D_MM{n} WHERE ID = 1") == [("S",)])
+    (written,) = [p.name for p in blocker.iterdir()]
+    quote = "`" if "mysql" in db_url else '"'  # Mirth quotes custom metadata columns
+    ((run_column,),) = query(
+        engine, f"SELECT {quote}RUN{quote} FROM D_MCM{n} WHERE METADATA_ID = 1"
+    )
+    assert written == f"run-{run_column}.hl7", "custom metadata of the run that was sent"
+    if include:
+        final = attempts(engine, n)
+        assert final >= 3
+        assert written == f"run-{final}.hl7", "the transformer ran for each attempt"
+        (stored_map,) = query(
+            engine, f"SELECT CONTENT FROM D_MC{n} WHERE METADATA_ID = 1 AND CONTENT_TYPE = 10"
+        )[0]
+        assert f"<int>{final}</int>" in stored_map, "its channel map is stored again"
+    else:
+        assert written == "run-1.hl7", "the transformer ran once, before queueing"
+
+
+OPEN_FILTER = """
+[[destinations.filter.rules]]
+kind = "python"
+code = "global_map.get('open', 'yes') == 'yes'"
+"""
+
+
+@pytest.mark.parametrize("include", [False, True])
+async def test_include_filter_transformer_filters_a_queued_message_on_retry(
+    nursery, tmp_path, hl7_sample, include
+) -> None:
+    """The filter accepts when the message is queued and rejects by the time it is retried:
+    only with includeFilterTransformer is the verdict taken again (FILTERED, nothing sent)."""
+    blocker = tmp_path / "out"
+    blocker.write_text("blocked")
+    settings = f"regenerateTemplate = true\nincludeFilterTransformer = {str(include).lower()}\n"
+    engine, port = await start(
+        nursery, write_config(tmp_path, queued_channel(settings) + OPEN_FILTER)
+    )
+    await send_mllp("127.0.0.1", port, messages(hl7_sample, 1), timeout=10)
+    n = query(engine, "SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS")[0][0]
+    await wait_for(lambda: attempts(engine, n) >= 1)
+    await engine.map_backend.put("global", "open", "no")
+    blocker.unlink()
+    final = "F" if include else "S"
+    await wait_for(lambda: query(engine, f"SELECT STATUS FROM D_MM{n} WHERE ID = 1") == [(final,)])
+    assert (blocker / "all.hl7").exists() == (not include)

@@ -539,7 +539,6 @@ def test_channel_validate_accepts_good_channels(
         s for s in imported.source.transformer.steps if s.kind != "javascript"
     ]
     imported.destinations[1].responseTransformer.steps = []
-    imported.destinations[1].queue.threadCount = 1  # the engine runs one queue thread so far
     from_mirth = tmp_path / "from-mirth.toml"
     from_mirth.write_text(channel_to_toml(imported), encoding="utf-8")
     python_channel = _python_channel()

@@ -424,10 +424,10 @@ class Engine:
                 kind: ConnectorType = registry.connector(model.transportName, "destination")
             except PluginError as exc:
                 raise DeployError(f"{here}: {exc}") from None
-            if model.queue.queueEnabled and model.queue.threadCount != 1:
+            if model.queue.queueEnabled and model.queue.threadCount < 1:
                 raise DeployError(
-                    f"{here}: threadCount {model.queue.threadCount} is not supported yet; "
-                    f"queued destinations run one queue thread"
+                    f"{here}: threadCount {model.queue.threadCount} is not valid; "
+                    f"expected a number of queue threads of at least 1"
                 )
             dest_properties = check_properties(
                 f"{here}.properties", kind.defaults, model.properties

@@ -440,13 +440,7 @@ class DeployedChannel:
                 )
             if storage.store_custom_metadata:
                 self.store.add_custom_metadata(
-                    second,
-                    message_id,
-                    0,
-                    {
-                        column: connector_map.get(mapping)
-                        for column, mapping in self._metadata_columns
-                    },
+                    second, message_id, 0, self._metadata_values(connector_map, ctx.channel_map)
                 )
 
         if source_status == Status.TRANSFORMED and self.chains:
@@ -664,7 +658,12 @@ class DeployedChannel:
         properties: Mapping[str, Any] = {}
         send_date = None
         response_content: dict[ContentType, str] = {}
-        if destination.filter.rules or destination.transformer.steps:
+        connector_map: dict[str, Any] = {}
+        queue = self.queues.get(metadata_id)
+        will_send = queue is None or (model.queue.sendFirst and queue.depth == 0)
+        # Mirth runs the filter/transformer here unless the queue will (includeFilterTransformer).
+        deferred = not will_send and queue is not None and queue.include_filter_transformer
+        if (destination.filter.rules or destination.transformer.steps) and not deferred:
             assert destination.datatype is not None
             shared = await self._load_shared(
                 destination.filter.shared or destination.transformer.shared
@@ -676,7 +675,7 @@ class DeployedChannel:
                     destination.transformer,
                     encoded,
                     ctx,
-                    {},
+                    connector_map,
                     shared,
                 )
             except Exception as exc:  # the message's error, stored on this destination
@@ -689,8 +688,7 @@ class DeployedChannel:
             verdict = Status.TRANSFORMED
         if verdict == Status.TRANSFORMED:
             properties = self.render_properties(destination, ctx, encoded)
-            queue = self.queues.get(metadata_id)
-            if queue is not None and not (model.queue.sendFirst and queue.depth == 0):
+            if not will_send:
                 response = Response(Status.QUEUED, status_message="Message queued")
             else:
                 send_date = self.store.store.now()
@@ -751,6 +749,10 @@ class DeployedChannel:
             self._add_content(
                 unit, message_id, metadata_id, ContentType.TRANSFORMED, transformed, "XML"
             )
+        if storage.store_custom_metadata and not deferred:  # as DestinationConnector.transform
+            self.store.add_custom_metadata(
+                unit, message_id, metadata_id, self._metadata_values(connector_map, ctx.channel_map)
+            )
         if verdict != Status.TRANSFORMED:
             if error:
                 self._add_content(
@@ -764,6 +766,15 @@ class DeployedChannel:
                 metadata_id,
                 ContentType.CHANNEL_MAP,
                 xstream.serialize_map(ctx.channel_map),
+                None,
+            )
+        if storage.store_maps and connector_map:  # a queue reads it back (thread assignment)
+            self._add_content(
+                unit,
+                message_id,
+                metadata_id,
+                ContentType.CONNECTOR_MAP,
+                xstream.serialize_map(connector_map),
                 None,
             )
         if storage.store_destination_encoded:
@@ -935,6 +946,19 @@ class DeployedChannel:
             if key in rendered:
                 rendered[key] = _render_value(rendered[key], variables)
         return rendered
+
+    def _metadata_values(
+        self, connector_map: Mapping[str, Any], channel_map: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """A connector message's custom metadata (``D_MCM``) as Mirth's ``MetaDataReplacer``
+        reads it: each column's ``mappingName`` from the connector map, else the channel map
+        (never the source map); only the columns that found a value (none: no row)."""
+        values = {}
+        for column, mapping in self._metadata_columns:
+            value = connector_map.get(mapping, channel_map.get(mapping)) if mapping else None
+            if value is not None:
+                values[column] = value
+        return values
 
     def _add_content(
         self,
