@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DISTS  := core $(patsubst %/pyproject.toml,%,$(wildcard connectors/*/pyproject.toml datatypes/*/pyproject.toml backends/*/pyproject.toml plugins/*/pyproject.toml))
 CONFIG ?= examples/pannier.toml
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench fuzz clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Schemathesis against the API's own OpenAPI document on a fresh engine; fails on any 5xx.
+FUZZ_EXAMPLES ?= 30
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.api.fuzz $(FUZZ_EXAMPLES)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

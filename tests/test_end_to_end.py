@@ -35,7 +35,8 @@ def write_config(tmp_path: Path, channel: str) -> Path:
     (tmp_path / "channels" / "adt.toml").write_text(channel, encoding="utf-8")
     config = tmp_path / "pannier.toml"
     config.write_text(
-        '[server]\ndata_dir = "var"\n[channels]\npaths = ["channels/*.toml"]\n', encoding="utf-8"
+        '[server]\ndata_dir = "var"\n[channels]\npaths = ["channels/*.toml"]\n[api]\nport = 0\n',
+        encoding="utf-8",
     )
     return config
 

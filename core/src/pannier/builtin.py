@@ -60,4 +60,6 @@ def pannier_register_script_engines() -> Sequence[ScriptEngineSpec]:
 
 @hookimpl
 def pannier_register_commands() -> Sequence[CliCommand]:
-    return commands.core_commands()
+    from pannier.cli.client_commands import client_commands
+
+    return [*commands.core_commands(), *client_commands()]

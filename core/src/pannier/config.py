@@ -108,8 +108,37 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "redis_url": Setting("", "Redis URL for plugins that use Redis"),
     },
     "api": {
-        "host": Setting("0.0.0.0", "address the HTTP API listens on"),
-        "port": Setting(8080, "port of the HTTP API", check=_port),
+        "enabled": Setting(True, "serve the HTTP API from `pannier run` (embedded engines opt in)"),
+        "host": Setting("127.0.0.1", "address the HTTP API listens on"),
+        "port": Setting(8080, "port of the HTTP API; 0 picks a free port", check=_port),
+        "tls_cert": Setting("", "PEM certificate file; with tls_key the API is served over HTTPS"),
+        "tls_key": Setting("", "PEM private key file of tls_cert"),
+        "max_request_bytes": Setting(
+            16 * 1024 * 1024, "largest request body accepted (413 above)", check=_positive
+        ),
+        "max_page_size": Setting(
+            1000, "most messages one message search may return (its limit)", check=_positive
+        ),
+        "cors_origins": Setting(
+            [], "origins allowed to call the API from a browser; empty: no CORS headers"
+        ),
+        "require_requested_with": Setting(
+            True, "refuse requests without an X-Requested-With header (400), as Mirth"
+        ),
+        "session_timeout_seconds": Setting(
+            1800, "idle time after which a login session ends", check=_positive
+        ),
+        "login_max_failures": Setting(
+            5, "failed logins in a row that lock a user name out", check=_positive
+        ),
+        "login_lockout_seconds": Setting(
+            300, "how long a locked-out user name stays locked", check=_positive
+        ),
+        "login_rate_per_minute": Setting(
+            30,
+            "login attempts one client address may make per minute (429 above)",
+            check=_positive,
+        ),
     },
     "channels": {
         "paths": Setting(

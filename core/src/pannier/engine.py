@@ -143,10 +143,23 @@ def read_server_id(config: Config) -> str:
 class Engine:
     """One Pannier engine. Build it, then ``await nursery.start(engine.run)``."""
 
-    def __init__(self, config: Config, *, extra_plugins: Sequence[object] = ()) -> None:
+    def __init__(
+        self, config: Config, *, extra_plugins: Sequence[object] = (), serve_api: bool = False
+    ) -> None:
         """``extra_plugins`` are plugin objects registered after the installed ones (for
-        embedding and tests); they are checked like any plugin."""
+        embedding and tests); they are checked like any plugin. ``serve_api`` serves the HTTP
+        API (``pannier run`` passes ``[api] enabled``; embedded engines opt in)."""
         self.config = config
+        self.serve_api = serve_api
+        self.api_address: str | None = None
+        """``http(s)://host:port`` the API listens on, once started (port 0 resolved)."""
+        self.draining = False
+        """True from the moment a stop is requested: readiness answers 503 from then on."""
+        self.stopped_channels: dict[str, Channel] = {}
+        """Deployed channels that are stopped (Mirth's STOPPED): kept to start again."""
+        self._channel_nursery: trio.Nursery | None = None
+        self._channel_runs: dict[str, tuple[trio.CancelScope, trio.Event]] = {}
+        self._control = trio.Lock()
         self.pm = new_plugin_manager()
         for plugin in extra_plugins:
             self.pm.register(plugin)
@@ -212,7 +225,8 @@ class Engine:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Begin a graceful shutdown (idempotent)."""
+        """Begin a graceful shutdown (idempotent); readiness turns 503 at once."""
+        self.draining = True
         self._stop.set()
 
     async def run(
@@ -241,8 +255,13 @@ class Engine:
                     for service in services or ():
                         log.info("starting service %s from plugin %s", service.name, plugin)
                         await root.start(service.run, self)
+                if self.serve_api:
+                    from pannier.api.app import serve_api
+
+                    self.api_address = await root.start(serve_api, self)
                 async with trio.open_nursery() as channel_nursery:
-                    for channel in self.channels_from_config():
+                    self._channel_nursery = channel_nursery
+                    for channel in await self.channels_at_start():
                         await self.deploy(channel, channel_nursery)
                     self.ready = True
                     notify(self.pm, "pannier_engine_started", engine=self)
@@ -252,11 +271,13 @@ class Engine:
                     task_status.started(self)
                     await self._stop.wait()
                     self.ready = False
+                    self.draining = True
                     notify(self.pm, "pannier_engine_stopping", engine=self)
                     await self._drain_all()
                     channel_nursery.cancel_scope.cancel()
-                for channel_id in list(self.channels):
-                    self.channels.pop(channel_id)
+                for channel_id in [*self.channels, *self.stopped_channels]:
+                    self.channels.pop(channel_id, None)
+                    self.stopped_channels.pop(channel_id, None)
                     notify(
                         self.pm, "pannier_channel_undeployed", engine=self, channel_id=channel_id
                     )
@@ -290,11 +311,26 @@ class Engine:
                 channels.append(load_channel_file(path))
         return channels
 
-    async def deploy(self, channel: Channel, nursery: trio.Nursery) -> DeployedChannel | None:
+    async def deploy(
+        self, channel: Channel, nursery: trio.Nursery | None = None
+    ) -> DeployedChannel | None:
         """Deploy and start ``channel``; a failure is logged and kept in ``deploy_errors``."""
+        deployed = await self._start_channel(channel, nursery)
+        if deployed is not None:
+            log.info("channel %r deployed (%s)", channel.name, channel.id)
+            notify(self.pm, "pannier_channel_deployed", engine=self, channel=channel)
+        return deployed
+
+    async def _start_channel(
+        self, channel: Channel, nursery: trio.Nursery | None = None
+    ) -> DeployedChannel | None:
+        nursery = nursery or self._channel_nursery
+        if nursery is None or self._stop.is_set():
+            self.deploy_errors[channel.id] = "the engine is not running or is stopping"
+            return None
         try:
             deployed = await self._build(channel)
-            await nursery.start(deployed.run)
+            await nursery.start(self._run_channel, deployed)
         except Exception as exc:
             message = (
                 str(exc)
@@ -304,10 +340,122 @@ class Engine:
             log.error("channel %r (%s) failed to deploy: %s", channel.name, channel.id, message)
             self.deploy_errors[channel.id] = message
             return None
+        self.deploy_errors.pop(channel.id, None)
+        self.stopped_channels.pop(channel.id, None)
         self.channels[channel.id] = deployed
-        log.info("channel %r deployed (%s)", channel.name, channel.id)
-        notify(self.pm, "pannier_channel_deployed", engine=self, channel=channel)
         return deployed
+
+    async def _run_channel(
+        self, deployed: DeployedChannel, *, task_status: trio.TaskStatus[Any]
+    ) -> None:
+        """Run one channel under its own cancel scope, so it can stop alone."""
+        done = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                self._channel_runs[deployed.id] = (scope, done)
+                await deployed.run(task_status=task_status)
+        finally:
+            done.set()
+
+    async def channels_at_start(self) -> list[Channel]:
+        """The config's channel files, then enabled channels created through the API (kept
+        in the CHANNEL table). A file wins over a stored channel with the same id."""
+        from pannier.api import library
+
+        channels = self.channels_from_config()
+        assert self.store is not None
+        disabled = await self.store.run_sync(library.disabled_ids, self.store)
+        from_files = {channel.id for channel in channels}
+        stored = await self.store.run_sync(library.load_api_channels, self.store)
+        channels = [c for c in channels if c.id not in disabled]
+        for channel in stored:
+            if channel.id not in from_files and channel.id not in disabled:
+                channels.append(channel)
+        return channels
+
+    # --- channel control at runtime (the API's deploy / start / stop / pause) -----------------
+
+    def channel_state(self, channel_id: str) -> str | None:
+        """Mirth's state name of a deployed channel; None when it is not deployed."""
+        deployed = self.channels.get(channel_id)
+        if deployed is not None:
+            return deployed.state.upper()
+        return "STOPPED" if channel_id in self.stopped_channels else None
+
+    def deployed_model(self, channel_id: str) -> Channel | None:
+        """The definition a deployed channel (started, paused or stopped) runs."""
+        deployed = self.channels.get(channel_id)
+        if deployed is not None:
+            return deployed.channel
+        return self.stopped_channels.get(channel_id)
+
+    async def redeploy(self, channel: Channel) -> DeployedChannel | None:
+        """Undeploy ``channel.id`` if deployed, then deploy ``channel``."""
+        async with self._control:
+            await self._stop_channel(channel.id, drain=True)
+            self.stopped_channels.pop(channel.id, None)
+            return await self.deploy(channel)
+
+    async def undeploy_channel(self, channel_id: str) -> bool:
+        """Stop (draining) and forget a deployed channel; False when it was not deployed."""
+        async with self._control:
+            was_running = await self._stop_channel(channel_id, drain=True)
+            was_stopped = self.stopped_channels.pop(channel_id, None) is not None
+        if not (was_running or was_stopped):
+            return False
+        notify(self.pm, "pannier_channel_undeployed", engine=self, channel_id=channel_id)
+        log.info("channel %s undeployed", channel_id)
+        return True
+
+    async def start_channel(self, channel_id: str) -> DeployedChannel | None:
+        """Start a stopped channel again (a paused one resumes)."""
+        async with self._control:
+            deployed = self.channels.get(channel_id)
+            if deployed is not None:
+                await deployed.resume()
+                return deployed
+            channel = self.stopped_channels.get(channel_id)
+            if channel is None:
+                return None
+            return await self._start_channel(channel)
+
+    async def stop_channel(self, channel_id: str, *, halt: bool = False) -> bool:
+        """Stop a channel: in-flight messages finish (halt: cancelled at once, recovered at
+        the next start); the channel stays deployed as STOPPED."""
+        async with self._control:
+            deployed = self.channels.get(channel_id)
+            if not await self._stop_channel(channel_id, drain=not halt):
+                return channel_id in self.stopped_channels
+            assert deployed is not None
+            self.stopped_channels[channel_id] = deployed.channel
+            return True
+
+    async def pause_channel(self, channel_id: str) -> bool:
+        async with self._control:
+            deployed = self.channels.get(channel_id)
+            if deployed is None:
+                return False
+            await deployed.pause(trio.current_time() + self.config["engine.drain_seconds"])
+            return True
+
+    async def resume_channel(self, channel_id: str) -> bool:
+        async with self._control:
+            deployed = self.channels.get(channel_id)
+            if deployed is None:
+                return False
+            await deployed.resume()
+            return True
+
+    async def _stop_channel(self, channel_id: str, *, drain: bool) -> bool:
+        deployed = self.channels.pop(channel_id, None)
+        if deployed is None:
+            return False
+        if drain:
+            await deployed.drain(trio.current_time() + self.config["engine.drain_seconds"])
+        scope, done = self._channel_runs.pop(channel_id)
+        scope.cancel()
+        await done.wait()
+        return True
 
     async def _build(self, channel: Channel) -> DeployedChannel:
         assert self.store is not None

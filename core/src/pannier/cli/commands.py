@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         config = load_config(config_path(args))
         _configure_logging(config)
-        engine = Engine(config)
+        engine = Engine(config, serve_api=config["api.enabled"])
     except (ConfigError, PluginError, ChannelFormatError) as exc:
         return fail(str(exc))
 
@@ -80,7 +80,20 @@ def _run(args: argparse.Namespace) -> int:
         trio.run(serve)
     except (ConfigError, ChannelFormatError) as exc:
         return fail(str(exc))
+    except BaseExceptionGroup as group:
+        # Start-up errors raised inside the engine's nurseries arrive grouped.
+        matched, rest = group.split((ConfigError, ChannelFormatError))
+        if matched is None or rest is not None:
+            raise
+        return fail("; ".join(str(exc) for exc in _leaves(matched)))
     return 1 if engine.deploy_errors and not engine.channels else 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 async def _stop_on_signal(engine: Engine) -> None:

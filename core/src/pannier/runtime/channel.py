@@ -187,6 +187,8 @@ class DeployedChannel:
         self._drained = trio.Event()
         self._drained.set()
         self._source_scope = trio.CancelScope()
+        self._source_done = trio.Event()
+        self._nursery: trio.Nursery | None = None
         self.state = "deploying"
         self.bound: Any = None
         self.recovered = 0
@@ -213,6 +215,7 @@ class DeployedChannel:
                 if self.source_queue is not None:
                     for _ in range(max(1, self.channel.source.source.processingThreads)):
                         nursery.start_soon(self._source_queue_worker)
+                self._nursery = nursery
                 self.bound = await nursery.start(self._run_source)
                 self.state = "started"
                 task_status.started(self.bound)
@@ -240,6 +243,30 @@ class DeployedChannel:
     async def _run_source(self, *, task_status: trio.TaskStatus[Any]) -> None:
         with self._source_scope:
             await self.source.run(self, task_status=task_status)
+        self._source_done.set()
+
+    async def pause(self, deadline: float) -> None:
+        """Mirth's pause: stop the source (after in-flight messages finish, until
+        ``deadline``) while destinations and their queues keep running."""
+        if self.state != "started":
+            return
+        self.state = "pausing"
+        self._stopping = True
+        with trio.move_on_at(deadline):
+            await self._drained.wait()
+        self._source_scope.cancel()
+        await self._source_done.wait()
+        self.state = "paused"
+
+    async def resume(self) -> None:
+        """Start the source again after :meth:`pause`."""
+        if self.state != "paused" or self._nursery is None:
+            return
+        self._source_scope = trio.CancelScope()
+        self._source_done = trio.Event()
+        self._stopping = False
+        self.bound = await self._nursery.start(self._run_source)
+        self.state = "started"
 
     async def drain(self, deadline: float) -> bool:
         """Stop taking messages, wait for in-flight ones until ``deadline`` (trio time), then
