@@ -149,6 +149,27 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     "engine": {
         "drain_seconds": Setting(30.0, "how long shutdown waits for in-flight messages"),
     },
+    "scripts": {
+        "deploy": Setting(
+            "",
+            "global deploy script, run once at start before channels deploy: Python code, "
+            "or a .py file relative to the config file",
+        ),
+        "undeploy": Setting(
+            "", "global undeploy script, run once at stop after channels drain (code or .py file)"
+        ),
+        "preprocessor": Setting(
+            "",
+            "global preprocessor, run on every message before the channel's own; a returned "
+            "string replaces the message (code or .py file)",
+        ),
+        "postprocessor": Setting(
+            "",
+            "global postprocessor, run after the channel's own, which it sees as `response`; "
+            "a returned value other than None is the postprocessor response (code or .py file)",
+        ),
+        "language": Setting("python", "script engine of the global scripts, by name"),
+    },
     "logging": {
         "level": Setting(
             "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

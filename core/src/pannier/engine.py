@@ -52,6 +52,12 @@ from pannier.runtime.channel import (
     DestinationRuntime,
     MessageContext,
     SourceScripts,
+    script_log,
+)
+from pannier.runtime.global_scripts import (
+    chain_postprocessors,
+    chain_preprocessors,
+    load_global_scripts,
 )
 from pannier.runtime.scripts import (
     compile_filter,
@@ -181,6 +187,7 @@ class Engine:
             {"block_size": config["database.sequence_block_size"]}
         )
         self.routes: list[Route] = self._collect_routes()
+        self.global_scripts = load_global_scripts(config, self.script_engines)
         self.server_id = read_server_id(config)
         self.store: Store | None = None
         self.channels: dict[str, DeployedChannel] = {}
@@ -259,6 +266,7 @@ class Engine:
                     from pannier.api.app import serve_api
 
                     self.api_address = await root.start(serve_api, self)
+                self._run_global_script("deploy", strict=True)
                 async with trio.open_nursery() as channel_nursery:
                     self._channel_nursery = channel_nursery
                     for channel in await self.channels_at_start():
@@ -281,6 +289,7 @@ class Engine:
                     notify(
                         self.pm, "pannier_channel_undeployed", engine=self, channel_id=channel_id
                     )
+                self._run_global_script("undeploy", strict=False)
                 root.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
@@ -288,6 +297,20 @@ class Engine:
                 await store.aclose()
             self.stopped.set()
             log.info("engine %s stopped", self.server_id)
+
+    def _run_global_script(self, which: str, *, strict: bool) -> None:
+        """Run the global deploy or undeploy script, if any. ``strict``: an error stops
+        start-up (re-raised as a :class:`ConfigError` naming the key); else it is logged."""
+        script = getattr(self.global_scripts, which)
+        if script is None:
+            return
+        try:
+            script({"logger": script_log})
+        except Exception as exc:
+            if strict:
+                message = f"scripts.{which}: the global {which} script failed: {exc}"
+                raise ConfigError(message) from None
+            log.error("scripts.%s: the global %s script failed: %s", which, which, exc)
 
     async def _drain_all(self) -> None:
         deadline = trio.current_time() + self.config["engine.drain_seconds"]
@@ -548,11 +571,17 @@ class Engine:
             transformer=self._compile(
                 compile_transformer, source_model.transformer, f"{where} source"
             ),
-            preprocessor=self._script(
-                channel.preprocessingScript, f"{where} preprocessor", PREPROCESSOR_NAMES
+            preprocessor=chain_preprocessors(
+                self.global_scripts.preprocessor,
+                self._script(
+                    channel.preprocessingScript, f"{where} preprocessor", PREPROCESSOR_NAMES
+                ),
             ),
-            postprocessor=self._script(
-                channel.postprocessingScript, f"{where} postprocessor", POSTPROCESSOR_NAMES
+            postprocessor=chain_postprocessors(
+                self._script(
+                    channel.postprocessingScript, f"{where} postprocessor", POSTPROCESSOR_NAMES
+                ),
+                self.global_scripts.postprocessor,
             ),
             deploy=self._script(channel.deployScript, f"{where} deploy script", LIFECYCLE_NAMES),
             undeploy=self._script(

@@ -96,7 +96,7 @@ async def get_global_scripts() -> Response:
 @requires("manager")
 async def put_global_scripts() -> Response:
     """Store global scripts (JSON object of script id → text). They are kept for Java Mirth;
-    Pannier does not run global scripts yet."""
+    Pannier runs the global scripts of ``[scripts]`` in pannier.toml."""
     data = await _json_body(dict, "a JSON object of script id → script text")
     for key, value in data.items():
         if key not in lib.GLOBAL_SCRIPT_IDS:
