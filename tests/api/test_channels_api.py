@@ -245,3 +245,47 @@ async def test_dashboard_statistics_and_clearing_them(api: Api) -> None:
     assert after["lifetime"]["RECEIVED"] == 3
     assert unknown.status_code == 404
     assert {s["channelId"] for s in everything} == {CHANNEL_A, CHANNEL_B}
+
+
+async def test_a_stopped_queued_destination_holds_its_messages_until_started(api: Api) -> None:
+    """Mirth's connector ``_stop`` on a destination: the channel keeps accepting, the messages
+    wait in the destination's queue (the dashboard shows them and the connector STOPPED), and
+    they are delivered, in order, once it starts again."""
+    data = tomllib.loads(channel_toml(NEW_ID, "Forwarder"))
+    data["destinations"][0].update(queueEnabled=True, retryIntervalMillis=100)
+    data["destinations"][0]["properties"]["channelId"] = CHANNEL_B
+
+    def received_by_b() -> list[str]:
+        assert api.engine.store is not None
+        with api.engine.store.engine.connect() as conn:
+            (local_id,) = conn.exec_driver_sql(
+                f"SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS WHERE CHANNEL_ID = '{CHANNEL_B}'"
+            ).one()
+            rows = conn.exec_driver_sql(
+                f"SELECT CONTENT FROM D_MC{local_id} WHERE METADATA_ID = 0 AND CONTENT_TYPE = 1 "
+                "ORDER BY MESSAGE_ID"
+            ).all()
+        return [r[0] for r in rows]
+
+    async with api.client() as client:
+        assert (await client.post("/api/channels", json=data)).status_code == 201
+        assert (await client.post(f"/api/channels/{NEW_ID}/_deploy")).status_code == 200
+        stopped = await client.post(f"/api/channels/{NEW_ID}/connector/1/_stop")
+        assert stopped.status_code == 200, stopped.text
+        for text in ("one", "two", "three"):
+            await api.engine.route(NEW_ID, RawMessage(text))
+        await trio.sleep(0.5)  # a running queue would have delivered them by now
+        assert received_by_b() == []
+        (status,) = [
+            s
+            for s in (await client.get("/api/channels/statuses")).json()
+            if s["channelId"] == NEW_ID
+        ]
+        destination = status["childStatuses"][1]
+        assert (destination["state"], destination["queued"]) == ("STOPPED", 3)
+        started = await client.post(f"/api/channels/{NEW_ID}/connector/1/_start")
+        assert started.status_code == 200
+        with trio.fail_after(30):
+            while len(received_by_b()) < 3:
+                await trio.sleep(0.05)
+    assert received_by_b() == ["one", "two", "three"]

@@ -469,6 +469,27 @@ class Engine:
             await deployed.resume()
             return True
 
+    def set_destination_running(self, channel_id: str, metadata_id: int, running: bool) -> bool:
+        """Start or stop one destination connector of a started channel (Mirth's connector
+        ``_start`` / ``_stop``). Only a queued destination can stop: its messages keep being
+        accepted and wait in the queue until it starts again, so nothing is lost. False when
+        the channel is not started; a :class:`DeployError` when the destination has no queue."""
+        deployed = self.channels.get(channel_id)
+        if deployed is None:
+            return False
+        queue = deployed.queues.get(metadata_id)
+        if queue is None:
+            raise DeployError(
+                f"destination {metadata_id} of channel {deployed.channel.name!r} has no queue; "
+                f"only a destination with queueEnabled = true can be stopped (its messages "
+                f"then wait in the queue)"
+            )
+        if running:
+            queue.start()
+        else:
+            queue.stop()
+        return True
+
     async def _stop_channel(self, channel_id: str, *, drain: bool) -> bool:
         deployed = self.channels.pop(channel_id, None)
         if deployed is None:

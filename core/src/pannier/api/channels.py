@@ -20,6 +20,7 @@ from pannier.api import library as lib
 from pannier.api.auth import requires
 from pannier.api.dashboard import STAT_NAMES, channel_status, clear_counts
 from pannier.api.events import record_event
+from pannier.engine import DeployError
 from pannier.model.channel import Channel
 from pannier.model.channel_file import ChannelFormatError, channel_from_dict
 from pannier.model.mirth_xml import (
@@ -410,14 +411,16 @@ async def _connector(channel_id: str, metadata_id: int, *, start: bool) -> Respo
     if metadata_id not in known:
         raise ApiError(404, f"channel {channel_id!r} has no connector {metadata_id}")
     if metadata_id != 0:
-        raise ApiError(
-            409,
-            "starting or stopping a single destination is not supported yet; "
-            "stop the channel, or pause it to stop its source",
+        try:
+            changed = engine.set_destination_running(channel_id, metadata_id, start)
+        except DeployError as exc:
+            raise ApiError(409, str(exc)) from None
+    else:
+        changed = (
+            await engine.resume_channel(channel_id)
+            if start
+            else await engine.pause_channel(channel_id)
         )
-    changed = (
-        await engine.resume_channel(channel_id) if start else await engine.pause_channel(channel_id)
-    )
     if not changed:
         raise _not_deployed(channel_id)
     await record_event(

@@ -94,6 +94,7 @@ async def channel_status(
         add_pending(lifetime, pending)
     zero = dict.fromkeys(STAT_NAMES, 0)
     children = []
+    stopped = {m for m, q in deployed.queues.items() if q.stopped} if deployed else set()
     connectors = [channel.source, *channel.destinations]
     for connector in connectors:
         mid = connector.metaDataId
@@ -101,7 +102,7 @@ async def channel_status(
             {
                 "channelId": channel.id,
                 "name": connector.name or ("Source" if mid == 0 else f"Destination {mid}"),
-                "state": state if connector.enabled else "STOPPED",
+                "state": state if connector.enabled and mid not in stopped else "STOPPED",
                 "statistics": current.get(mid, zero),
                 "lifetimeStatistics": lifetime.get(mid, zero),
                 "metaDataId": mid,

@@ -687,7 +687,9 @@ class DeployedChannel:
         response_content: dict[ContentType, str] = {}
         connector_map: dict[str, Any] = {}
         queue = self.queues.get(metadata_id)
-        will_send = queue is None or (model.queue.sendFirst and queue.depth == 0)
+        will_send = queue is None or (
+            model.queue.sendFirst and queue.depth == 0 and not queue.stopped
+        )
         # Mirth runs the filter/transformer here unless the queue will (includeFilterTransformer).
         deferred = not will_send and queue is not None and queue.include_filter_transformer
         if (destination.filter.rules or destination.transformer.steps) and not deferred:

@@ -124,11 +124,29 @@ class DestinationQueue:
         self.depth = 0
         """Messages waiting or being delivered, as of the last read (the dashboard's
         "queued"; ``sendFirst`` sends directly only when it is 0)."""
+        self.stopped = False
+        """Mirth's stopped destination connector: messages keep queueing, none is sent."""
+        self._started = trio.Event()
+        self._started.set()
 
     def wake(self) -> None:
         """A message was just queued: look now rather than after the empty-queue sleep."""
         self._stale = True
         self._wake.set()
+
+    def stop(self) -> None:
+        """Stop delivering (the connector's ``_stop``): new messages are queued, not sent,
+        and each worker halts after the message it is delivering."""
+        if not self.stopped:
+            self.stopped = True
+            self._started = trio.Event()
+
+    def start(self) -> None:
+        """Deliver again after :meth:`stop`, oldest first."""
+        if self.stopped:
+            self.stopped = False
+            self._started.set()
+            self.wake()
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -141,6 +159,7 @@ class DestinationQueue:
         interval = self.settings.retryIntervalMillis / 1000
         last_id: int | None = None
         while True:
+            await self._started.wait()
             try:
                 message = await self._acquire(index)
             except Exception:
