@@ -289,3 +289,29 @@ async def test_a_stopped_queued_destination_holds_its_messages_until_started(api
             while len(received_by_b()) < 3:
                 await trio.sleep(0.05)
     assert received_by_b() == ["one", "two", "three"]
+
+
+async def test_bulk_operations_report_each_channel(api: Api) -> None:
+    """Mirth's bulk forms: ids as repeated channelId parameters or a JSON list; one unknown
+    channel gets its own error without stopping the others."""
+    async with api.client() as client:
+        stopped = await client.post(
+            "/api/channels/_stop", params=[("channelId", CHANNEL_A), ("channelId", CHANNEL_B)]
+        )
+        started = await client.post("/api/channels/_start", json=[CHANNEL_A, "no-such-channel"])
+        empty = await client.post("/api/channels/_deploy", json={"channelIds": "A"})
+        monitor = await client.post(
+            "/api/channels/_stop", params={"channelId": CHANNEL_A}, auth=None
+        )
+    assert stopped.status_code == 200
+    assert [(r["channelId"], r["state"]) for r in stopped.json()] == [
+        (CHANNEL_A, "STOPPED"),
+        (CHANNEL_B, "STOPPED"),
+    ]
+    first, second = started.json()
+    assert (first["channelId"], first["status"], first["state"]) == (CHANNEL_A, 200, "STARTED")
+    assert second["channelId"] == "no-such-channel" and second["status"] >= 400
+    assert second["error"]
+    assert empty.status_code == 400 and "channel ids" in empty.json()["error"]
+    assert monitor.status_code == 401
+    assert api.engine.channel_state(CHANNEL_B) == "STOPPED"

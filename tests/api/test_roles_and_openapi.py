@@ -61,6 +61,13 @@ MATRIX: list[tuple[str, str, object, str]] = [
     ("POST", "/api/channels/_redeployAll", None, "operator"),
     ("POST", f"/api/channels/{CHANNEL_B}/_undeploy", None, "operator"),
     ("POST", f"/api/channels/{CHANNEL_B}/_deploy", None, "operator"),
+    ("POST", "/api/channels/_stop", [CHANNEL_B], "operator"),
+    ("POST", "/api/channels/_start", [CHANNEL_B], "operator"),
+    ("POST", "/api/channels/_pause", [CHANNEL_B], "operator"),
+    ("POST", "/api/channels/_resume", [CHANNEL_B], "operator"),
+    ("POST", "/api/channels/_halt", [CHANNEL_B], "operator"),
+    ("POST", "/api/channels/_undeploy", [CHANNEL_B], "operator"),
+    ("POST", "/api/channels/_deploy", [CHANNEL_B], "operator"),
     ("DELETE", f"/api/channels/{NEW_ID}", None, "manager"),
     ("POST", "/api/users/_logout", None, "monitor"),
 ]

@@ -430,6 +430,93 @@ async def _connector(channel_id: str, metadata_id: int, *, start: bool) -> Respo
     return _state_answer(channel_id)
 
 
+# --- the same operations on several channels (Mirth's bulk forms) ------------------------------
+
+
+async def _bulk_ids() -> list[str]:
+    """Channel ids of a bulk request: ``channelId`` in the query or form (repeatable), or a
+    JSON list / ``{"channelIds": [...]}`` body (Mirth's ``<set>`` of ids)."""
+    ids = request.args.getlist("channelId") + (await request.form).getlist("channelId")
+    if not ids and request.mimetype == "application/json":
+        data = await request.get_json(silent=True)
+        if isinstance(data, dict):
+            data = data.get("channelIds")
+        if not isinstance(data, list) or not all(isinstance(i, str) for i in data):
+            raise ApiError(400, "expected a JSON list of channel ids, or channelId parameters")
+        ids = data
+    if not ids:
+        raise ApiError(400, "no channel ids: give channelId parameters or a JSON list")
+    return list(dict.fromkeys(ids))
+
+
+async def _bulk(operation: Any) -> Response:
+    """Run a single-channel operation for each id; one failure does not stop the others.
+    The answer lists, per channel, its HTTP status and its state or error."""
+    results = []
+    for channel_id in await _bulk_ids():
+        try:
+            await operation(channel_id)
+            results.append(
+                {
+                    "channelId": channel_id,
+                    "status": 200,
+                    "state": current_engine().channel_state(channel_id),
+                }
+            )
+        except ApiError as exc:
+            results.append({"channelId": channel_id, "status": exc.status, "error": exc.message})
+    return jsonify(results)
+
+
+@blueprint.post("/_deploy")
+@requires("operator")
+async def deploy_many() -> Response:
+    """Deploy several channels (ids as ``channelId`` parameters or a JSON list)."""
+    return await _bulk(deploy)
+
+
+@blueprint.post("/_undeploy")
+@requires("operator")
+async def undeploy_many() -> Response:
+    """Undeploy several channels."""
+    return await _bulk(undeploy)
+
+
+@blueprint.post("/_start")
+@requires("operator")
+async def start_many() -> Response:
+    """Start (or resume) several channels."""
+    return await _bulk(start)
+
+
+@blueprint.post("/_stop")
+@requires("operator")
+async def stop_many() -> Response:
+    """Stop several channels after their in-flight messages finish."""
+    return await _bulk(stop)
+
+
+@blueprint.post("/_halt")
+@requires("operator")
+async def halt_many() -> Response:
+    """Halt several channels at once."""
+    return await _bulk(halt)
+
+
+@blueprint.post("/_pause")
+@requires("operator")
+async def pause_many() -> Response:
+    """Pause several channels (their sources stop)."""
+    return await _bulk(pause)
+
+
+@blueprint.post("/_resume")
+@requires("operator")
+async def resume_many() -> Response:
+    """Resume several paused channels."""
+    return await _bulk(resume)
+
+
 # --- dashboard and statistics -----------------------------------------------------------------
 
 

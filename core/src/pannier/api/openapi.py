@@ -51,6 +51,13 @@ EXTRA: dict[str, dict[str, Any]] = {
         "query": [_query("override", "boolean")],
     },
     "channels.list_channels": {"query": [_query("channelId", many=True)]},
+    **{
+        f"channels.{operation}_many": {
+            "query": [_query("channelId", many=True)],
+            "body": {"application/json": {"type": "array", "items": {"type": "string"}}},
+        }
+        for operation in ("deploy", "undeploy", "start", "stop", "halt", "pause", "resume")
+    },
     "channels.statuses": {
         "query": [_query("channelId", many=True), _query("includeUndeployed", "boolean")]
     },
