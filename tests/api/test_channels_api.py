@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime, timedelta
 
 import trio
 from pannier.connectors import RawMessage
@@ -233,6 +234,8 @@ async def test_dashboard_statistics_and_clearing_them(api: Api) -> None:
     by_id = {s["channelId"]: s for s in statuses}
     a = by_id[CHANNEL_A]
     assert a["statusType"] == "CHANNEL" and a["state"] == "STARTED"
+    deployed_at = datetime.fromisoformat(a["deployedDate"])
+    assert timedelta(0) <= datetime.now(UTC) - deployed_at < timedelta(minutes=10)
     assert a["statistics"]["RECEIVED"] == 3
     assert a["statistics"]["SENT"] == 3
     assert [c["metaDataId"] for c in a["childStatuses"]] == [0, 1]

@@ -119,7 +119,7 @@ async def channel_status(
         "name": channel.name,
         "state": state,
         "deployedRevisionDelta": revision_delta,
-        "deployedDate": None,
+        "deployedDate": deployed.deployed_at.isoformat() if deployed is not None else None,
         "codeTemplatesChanged": False,
         "statistics": current.get(None, zero),
         "lifetimeStatistics": lifetime.get(None, zero),

@@ -22,6 +22,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -192,6 +193,8 @@ class DeployedChannel:
         self.state = "deploying"
         self.bound: Any = None
         self.recovered = 0
+        self.deployed_at = datetime.now(UTC)
+        """When this deployment was made (the dashboard's ``deployedDate``)."""
 
     # --- lifecycle ----------------------------------------------------------------------------
 
