@@ -18,6 +18,7 @@ from pannier.testing.connectors import (
     check_connector,
 )
 from pannier.testing.datatypes import check_datatype
+from pannier.testing.docs import check_properties_documented
 from pannier.testing.kits import check_cluster_bus, check_map_backend, check_sequence_allocator
 
 __all__ = [
@@ -28,5 +29,6 @@ __all__ = [
     "check_connector",
     "check_datatype",
     "check_map_backend",
+    "check_properties_documented",
     "check_sequence_allocator",
 ]
