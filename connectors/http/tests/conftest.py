@@ -6,8 +6,6 @@ Test modules cannot import this file (``--import-mode=importlib``), so helpers a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,39 +68,3 @@ async def listen(nursery: trio.Nursery) -> Any:
         return int(bound[1])
 
     return start
-
-
-@dataclass
-class Pki:
-    """PEM files made at test time with trustme: a CA, a server certificate for localhost and
-    127.0.0.1, a client certificate, and a client certificate from another CA (``stranger``)."""
-
-    ca: str
-    server_cert: str
-    server_key: str
-    client_cert: str
-    client_key: str
-    other_ca: str
-    stranger_cert: str
-    stranger_key: str
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    trustme = pytest.importorskip("trustme", reason="TLS tests need trustme (the dev extra)")
-    ca, other = trustme.CA(), trustme.CA()
-    leaves = {
-        "server": ca.issue_cert("localhost", "127.0.0.1"),
-        "client": ca.issue_cert("client.example"),
-        "stranger": other.issue_cert("client.example"),
-    }
-    paths: dict[str, str] = {}
-    for name, blob in (("ca", ca.cert_pem), ("other_ca", other.cert_pem)):
-        paths[name] = str(tmp_path / f"{name}.pem")
-        blob.write_to_path(paths[name])
-    for name, leaf in leaves.items():
-        paths[f"{name}_cert"] = str(tmp_path / f"{name}_cert.pem")
-        paths[f"{name}_key"] = str(tmp_path / f"{name}_key.pem")
-        leaf.cert_chain_pems[0].write_to_path(paths[f"{name}_cert"])
-        leaf.private_key_pem.write_to_path(paths[f"{name}_key"])
-    return Pki(**paths)
