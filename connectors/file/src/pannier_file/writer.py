@@ -17,6 +17,7 @@ Properties (Mirth's ``FileDispatcherProperties``; ``host`` is called ``directory
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,70 @@ def _encoding(name: str) -> str:
     return "utf-8" if name in ("", "DEFAULT_ENCODING") else name
 
 
+@dataclass
+class _Write:
+    path: Path
+    data: bytes
+    append: bool
+    error_on_exists: bool
+    temporary: bool
+    error: Exception | None = None
+    """What writing this file raised (an OSError is a failed delivery; anything else, such
+    as a NUL in the path, a bad request)."""
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+class _WriteBatcher:
+    """Writes that arrive together share one worker-thread hop (rule: one hop per batch,
+    never per statement). The first waiting send becomes the leader and writes whatever is
+    pending, batch after batch, until nothing is; the others wait for their own outcome.
+    Each write's error is its own. Under one connection a batch is one file, as before;
+    under eight, a hop carries several (measured: a hop per file cost ~40% of the
+    throughput of an MLLP → File Writer channel with storage disabled)."""
+
+    def __init__(self) -> None:
+        self._pending: list[_Write] = []
+        self._leading = False
+
+    async def write(self, job: _Write) -> None:
+        self._pending.append(job)
+        if self._leading:
+            # The write happens whatever becomes of this task (a thread cannot be cancelled):
+            # wait for it, as a plain to_thread call would.
+            with trio.CancelScope(shield=True):
+                await job.done.wait()
+        else:
+            self._leading = True
+            try:
+                # Shielded: the followers are waiting on these writes, which must happen.
+                with trio.CancelScope(shield=True):
+                    while self._pending:
+                        batch, self._pending = self._pending, []
+                        try:
+                            await trio.to_thread.run_sync(_write_batch, batch)
+                        finally:  # never leave a follower waiting
+                            for done in batch:
+                                done.done.set()
+            finally:
+                self._leading = False
+        if job.error is not None:
+            raise job.error
+
+
+def _write_batch(batch: list[_Write]) -> None:
+    for job in batch:
+        try:
+            _write(job.path, job.data, job.append, job.error_on_exists, job.temporary)
+        except Exception as exc:  # each write's failure is its own
+            job.error = exc
+
+
 class FileWriter(DestinationConnector):
     def __init__(self, setup: ConnectorSetup) -> None:
         self.setup = setup
         self.base = Path(setup.base_directory)
         "".encode(_encoding(str(setup.properties["charsetEncoding"])))  # fail at deploy
+        self._writes = _WriteBatcher()
 
     async def send(self, request: SendRequest) -> Response:
         properties = request.properties
@@ -65,13 +125,14 @@ class FileWriter(DestinationConnector):
         )
         self.setup.report_state("sending", {"file": str(path)})
         try:
-            await trio.to_thread.run_sync(
-                _write,
-                path,
-                data,
-                bool(properties["outputAppend"]),
-                bool(properties["errorOnExists"]),
-                bool(properties["temporary"]),
+            await self._writes.write(
+                _Write(
+                    path,
+                    data,
+                    bool(properties["outputAppend"]),
+                    bool(properties["errorOnExists"]),
+                    bool(properties["temporary"]),
+                )
             )
         except OSError as exc:
             # QUEUED, as Mirth's dispatchers answer a failed delivery: a queued destination
