@@ -533,7 +533,8 @@ class DeployedChannel:
                     None,
                 )
             second.add(UPDATE_MESSAGE, self.store.mark_processed, {"b_message_id": message_id})
-        await store.commit(second)
+        if second.ops or second.custom:  # storage DISABLED: nothing to write, no thread hop
+            await store.commit(second)
         for metadata_id, queue in self.queues.items():
             if ctx.response_map.get(f"d{metadata_id}", _NOT_QUEUED).status == Status.QUEUED:
                 queue.wake()
