@@ -39,7 +39,7 @@ async def test_global_postprocessor_sees_the_channels_result_and_wins(start_engi
     channel = with_scripts(
         channel_toml(response="Postprocessor"), postprocessingScript="return 'channel-post'"
     )
-    config = '[scripts]\npostprocessor = "return \'global saw \' + response"\n'
+    config = "[scripts]\npostprocessor = \"return 'global saw ' + response\"\n"
     await start_engine([channel], plugins=[kit], config=config)
     result = await kit.sources[-1].dispatcher.dispatch(RawMessage("ORU|hello", {}))
     assert result.response is not None
@@ -53,7 +53,7 @@ async def test_a_global_postprocessor_returning_none_keeps_the_channels_response
     channel = with_scripts(
         channel_toml(response="Postprocessor"), postprocessingScript="return 'channel-post'"
     )
-    config = '[scripts]\npostprocessor = "logger.info(\'seen %s\', response)"\n'
+    config = "[scripts]\npostprocessor = \"logger.info('seen %s', response)\"\n"
     await start_engine([channel], plugins=[kit], config=config)
     result = await kit.sources[-1].dispatcher.dispatch(RawMessage("ORU|hello", {}))
     assert result.response is not None and result.response.message == "channel-post"
@@ -107,9 +107,9 @@ def test_a_script_that_does_not_compile_names_the_key(tmp_path: Path) -> None:
 
 
 async def test_a_failing_global_deploy_script_stops_start_up(tmp_path: Path) -> None:
-    config = load_config(_config(tmp_path, 'deploy = "raise RuntimeError(\'no licence\')"\n'))
+    config = load_config(_config(tmp_path, "deploy = \"raise RuntimeError('no licence')\"\n"))
     engine = Engine(config)
-    with pytest.raises(BaseException) as caught:  # noqa: PT011 - a group or the error itself
+    with pytest.raises(BaseException) as caught:  # a group, or the error itself
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
     leaves = _leaves(caught.value)
