@@ -473,7 +473,11 @@ class DeployedChannel:
                     second, message_id, 0, self._metadata_values(connector_map, ctx.channel_map)
                 )
 
-        if source_status == Status.TRANSFORMED and self.chains:
+        if source_status == Status.TRANSFORMED and len(self.chains) == 1:
+            # One chain (the common case): run it in this task; a nursery and a task per
+            # message would only add scheduling work.
+            await self._run_chain(self.chains[0], ctx, second, raw, existing or {})
+        elif source_status == Status.TRANSFORMED and self.chains:
             async with trio.open_nursery() as nursery:
                 for chain in self.chains:
                     nursery.start_soon(self._run_chain, chain, ctx, second, raw, existing or {})

@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from pannier.store.statistics import COLUMNS, Deltas
 
 log = logging.getLogger("pannier.store")
 T = TypeVar("T")
+Batcher = Callable[[Connection, list[dict[str, Any]]], None]
 
 # Statement priorities inside one batch: parents before children, inserts before updates.
 INSERT_MESSAGE, INSERT_CONNECTOR, INSERT_CONTENT, INSERT_METADATA = 0, 1, 2, 3
@@ -77,6 +79,22 @@ class Unit:
 
     def add(self, priority: int, statement: Any, params: dict[str, Any]) -> None:
         self.ops.append((priority, statement, params))
+
+
+class _Writer:
+    """A committer's own connection, kept from one batch to the next: no pool checkout, reset
+    (a ROLLBACK round trip) or ping per batch. Used by one worker thread at a time."""
+
+    def __init__(self) -> None:
+        self.conn: Connection | None = None
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as exc:  # already broken: the pool drops it
+                log.debug("closing a writer connection failed: %s", exc)
 
 
 class TableSequence:
@@ -142,6 +160,11 @@ class ChannelStore:
             .where(t.message.c.ID == sa.bindparam("b_message_id"))
             .values(PROCESSED=True)
         )
+        if store.dialect in ("mysql", "mariadb"):
+            # PyMySQL runs an UPDATE executemany as one round trip per row (only INSERTs are
+            # rewritten to one multi-row statement): a batch's updates become one statement.
+            store.register_batcher(self.update_connector, self._update_connectors_mysql)
+            store.register_batcher(self.mark_processed, self._mark_processed_mysql)
         self._metadata_columns: tuple[str, ...] = ()
         self._insert_metadata: Any = None
 
@@ -221,6 +244,43 @@ class ChannelStore:
         row.update({name: values.get(name) for name in self._metadata_columns})
         unit.add(INSERT_METADATA, self._insert_metadata, row)
 
+    def _update_connectors_mysql(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Several connector-row updates as one ``UPDATE ... SET c = CASE MESSAGE_ID WHEN ..
+        THEN .. END WHERE ID = ? AND MESSAGE_ID IN (..)`` per metadata id (one round trip).
+        Every row of ``rows`` sets the same columns (the batch groups them so)."""
+        table = _quoted_mysql(self.tables.connector_message.name)
+        columns = [name for name in rows[0] if not name.startswith("b_")]
+        by_connector: dict[int, dict[int, dict[str, Any]]] = {}
+        for row in rows:
+            # A later update of the same row in one batch wins, as executing them in order.
+            by_connector.setdefault(row["b_metadata_id"], {})[row["b_message_id"]] = row
+        for metadata_id, by_message in by_connector.items():
+            sets, params = [], []
+            for column in columns:
+                whens = " ".join(["WHEN %s THEN %s"] * len(by_message))
+                sets.append(f"{_quoted_mysql(column)} = CASE `MESSAGE_ID` {whens} END")
+                for message_id, row in by_message.items():
+                    params += [message_id, row[column]]
+            marks = ", ".join(["%s"] * len(by_message))
+            conn.exec_driver_sql(
+                # FORCE INDEX: point lookups on the primary key, so InnoDB locks just these
+                # rows (a range over the MESSAGE_ID index takes gap locks that deadlock
+                # with concurrent inserts of new messages).
+                f"UPDATE {table} FORCE INDEX (PRIMARY) SET {', '.join(sets)} "
+                f"WHERE `ID` = %s AND `MESSAGE_ID` IN ({marks})",
+                (*params, metadata_id, *by_message),
+            )
+
+    def _mark_processed_mysql(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """``PROCESSED = TRUE`` for several messages in one statement."""
+        ids = sorted({row["b_message_id"] for row in rows})
+        marks = ", ".join(["%s"] * len(ids))
+        table = _quoted_mysql(self.tables.message.name)
+        conn.exec_driver_sql(
+            f"UPDATE {table} FORCE INDEX (PRIMARY) SET `PROCESSED` = 1 WHERE `ID` IN ({marks})",
+            tuple(ids),
+        )
+
     def flush_statistics(self, conn: Connection, server_id: str, deltas: Deltas) -> None:
         """Write statistic deltas: aggregate row first, then connector rows (MIRTH-3042)."""
         table = self.tables.statistics
@@ -271,12 +331,29 @@ class Store:
         self.engine: Engine = _create_engine(url, pool_size)
         self.dialect = self.engine.dialect.name
         self._limiter = trio.CapacityLimiter(pool_size)
-        writers = 1 if self.dialect == "sqlite" else max(1, min(4, pool_size // 2))
+        # Two committers on a server: one commits while the other gathers the next batch.
+        # More split the same messages into smaller batches, each paying its own statements
+        # and commit (measured: 4 -> 2 cut the engine's CPU per message; bench/RESULTS.md).
+        writers = 1 if self.dialect == "sqlite" else min(2, pool_size)
         self.writers = writers
         self._send, self._receive = trio.open_memory_channel[Unit](max_batch * 4)
         self._running = False
         self.metadata = sa.MetaData()
         schema.core_tables(self.metadata)
+        self._batchers: dict[int, tuple[weakref.ref[Any], weakref.WeakMethod[Batcher]]] = {}
+
+    def register_batcher(self, statement: Any, batcher: Batcher) -> None:
+        """Write several rows of ``statement`` with ``batcher`` (one statement) rather than
+        an ``executemany`` (where the driver would make a round trip a row). Held weakly: a
+        channel store that is gone takes its entries with it, and a recycled ``id()`` never
+        finds another statement's batcher."""
+        self._batchers[id(statement)] = (weakref.ref(statement), weakref.WeakMethod(batcher))
+
+    def _batcher_for(self, statement: Any) -> Batcher | None:
+        entry = self._batchers.get(id(statement))
+        if entry is None or entry[0]() is not statement:
+            return None
+        return entry[1]()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -383,6 +460,8 @@ class Store:
         """Make ``unit`` durable; raises :class:`StoreError` if it could not be."""
         if not self._running:
             raise StoreError("the store is not running")
+        if unit.new_message_for is None and not unit.ops and not unit.custom:
+            return  # nothing to write (storage disabled): no committer or thread round trip
         await self._send.send(unit)
         await unit.done.wait()
         if unit.error is not None:
@@ -400,25 +479,31 @@ class Store:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     async def _committer(self) -> None:
-        while True:
-            batch = [await self._receive.receive()]
-            while len(batch) < self.max_batch:
+        writer = _Writer()
+        try:
+            while True:
+                batch = [await self._receive.receive()]
+                while len(batch) < self.max_batch:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except trio.WouldBlock:
+                        break
                 try:
-                    batch.append(self._receive.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            try:
-                await trio.to_thread.run_sync(self._commit_batch, batch, limiter=self._limiter)
-            except BaseException as exc:  # cancellation included: never leave a caller waiting
+                    await trio.to_thread.run_sync(
+                        self._commit_batch, batch, writer, limiter=self._limiter
+                    )
+                except BaseException as exc:  # cancellation included: never leave a caller waiting
+                    for unit in batch:
+                        if not unit.done.is_set():
+                            unit.error = unit.error or exc
+                            unit.done.set()
+                    raise
                 for unit in batch:
-                    if not unit.done.is_set():
-                        unit.error = unit.error or exc
-                        unit.done.set()
-                raise
-            for unit in batch:
-                unit.done.set()
+                    unit.done.set()
+        finally:
+            writer.close()
 
-    def _commit_batch(self, batch: list[Unit]) -> None:
+    def _commit_batch(self, batch: list[Unit], writer: _Writer | None = None) -> None:
         """Allocate ids and write ``batch`` in one transaction (worker thread).
 
         Transient failures (deadlock, lock timeout, lost connection, database restarting)
@@ -435,7 +520,7 @@ class Store:
         if not any(unit.ops or unit.custom for unit in batch):
             return  # id allocation only
         try:
-            self._with_retries(lambda: self._write(batch), f"write of {len(batch)} unit(s)")
+            self._with_retries(lambda: self._write(batch, writer), f"write of {len(batch)} unit(s)")
             return
         except Exception as exc:
             if len(batch) == 1 or is_transient(exc):
@@ -446,14 +531,43 @@ class Store:
             log.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
         for unit in batch:
             try:
-                self._write([unit])
+                self._write([unit], writer)
             except Exception as exc:
                 log.error("store write failed: %s", exc)
                 unit.error = exc
 
-    def _write(self, batch: list[Unit]) -> None:
-        with self.engine.begin() as conn:
-            self._execute(conn, batch)
+    def _write(self, batch: list[Unit], writer: _Writer | None = None) -> None:
+        if writer is None:
+            with self.engine.begin() as conn:
+                self._execute(conn, batch)
+            return
+        conn = writer.conn or self.engine.connect()
+        writer.conn = conn
+        try:
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    self._execute_pipelined(conn, batch)
+                else:
+                    self._execute(conn, batch)
+        except BaseException:
+            writer.close()  # a lost connection is discarded; the retry takes a fresh one
+            raise
+
+    def _execute_pipelined(self, conn: Connection, batch: list[Unit]) -> None:
+        """psycopg pipeline mode: the batch's statements go out together and their results
+        come back together (one round trip instead of one per statement). An error surfaces
+        when the pipeline ends; it is raised as SQLAlchemy's, so retries see it as usual."""
+        import psycopg
+
+        driver = conn.connection.driver_connection
+        try:
+            with driver.pipeline():  # type: ignore[union-attr]
+                self._execute(conn, batch, custom=False)
+        except psycopg.Error as exc:
+            raise sa.exc.DBAPIError.instance("pipelined batch", None, exc, psycopg.Error) from exc
+        for unit in batch:  # they read results (rowcount), so after the pipeline
+            for custom in unit.custom:
+                custom(conn)
 
     def _with_retries(self, work: Callable[[], None], what: str) -> None:
         deadline = time.monotonic() + self.retry_seconds
@@ -485,8 +599,7 @@ class Store:
                 if unit.build is not None:
                     unit.build(message_id)
 
-    @staticmethod
-    def _execute(conn: Connection, batch: list[Unit]) -> None:
+    def _execute(self, conn: Connection, batch: list[Unit], custom: bool = True) -> None:
         groups: dict[tuple[Any, ...], tuple[Any, list[dict[str, Any]]]] = {}
         for unit in batch:
             for priority, statement, params in unit.ops:
@@ -497,10 +610,19 @@ class Store:
                 groups[key][1].append(params)
         for key in sorted(groups, key=lambda k: k[0]):
             statement, rows = groups[key]
-            conn.execute(statement, rows if len(rows) > 1 else rows[0])
-        for unit in batch:
-            for custom in unit.custom:
-                custom(conn)
+            batcher = self._batcher_for(statement) if len(rows) > 1 else None
+            if batcher is not None:
+                batcher(conn, rows)
+            else:
+                conn.execute(statement, rows if len(rows) > 1 else rows[0])
+        if custom:
+            for unit in batch:
+                for run in unit.custom:
+                    run(conn)
+
+
+def _quoted_mysql(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _use_wal(cursor: Any) -> None:
@@ -534,7 +656,10 @@ def _create_engine(url: str, pool_size: int) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA busy_timeout=30000")
             _use_wal(cursor)
-            cursor.execute("PRAGMA synchronous=FULL")
+            # WAL + NORMAL: a commit is in the WAL file (the OS has it) before it returns, so
+            # it survives the process being killed; only an OS crash or power loss can lose
+            # the last transactions (docs/storage.md). FULL would fsync every commit.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
@@ -544,6 +669,9 @@ def _create_engine(url: str, pool_size: int) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    # Pre-ping on checkout keeps reads (API, recovery) from meeting a connection the server
+    # ended. The hot path does not pay it: committers keep their connections (_Writer) and
+    # retry a batch on a fresh one when theirs is lost.
     return sa.create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=3600
     )

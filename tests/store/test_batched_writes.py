@@ -1,0 +1,86 @@
+"""Many messages committed together: each message's rows get its own values, whatever the store
+does to write a batch in few round trips (on MariaDB/MySQL, one ``UPDATE ... CASE`` for the
+batch's connector updates and one ``UPDATE ... IN`` for ``PROCESSED``; on PostgreSQL a
+pipeline)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+import trio
+from pannier.model.status import ContentType
+from pannier.sequences import BlockAllocator
+from pannier.store.store import UPDATE_CONNECTOR, UPDATE_MESSAGE, ChannelStore, Store, Unit
+
+
+def received(cs: ChannelStore, text: str) -> Unit:
+    unit = Unit(new_message_for=cs)
+
+    def build(message_id: int) -> None:
+        cs.add_received(unit, message_id, None)
+        cs.add_content(unit, message_id, 0, ContentType.RAW, text, "HL7V2")
+
+    unit.build = build
+    return unit
+
+
+def processed(cs: ChannelStore, message_id: int, n: int) -> Unit:
+    """Message ``n``'s second transaction: its own status, error code and dates; every third
+    one is left unprocessed."""
+    unit = Unit()
+    unit.add(
+        UPDATE_CONNECTOR,
+        cs.update_connector,
+        {
+            "b_message_id": message_id,
+            "b_metadata_id": 0,
+            "STATUS": "TEF"[n % 3],
+            "ERROR_CODE": n,
+            "SEND_ATTEMPTS": n % 2,
+            "RESPONSE_DATE": datetime(2026, 1, 1 + n % 28, 10, n % 60, 0) if n % 2 else None,
+        },
+    )
+    if n % 3:
+        unit.add(UPDATE_MESSAGE, cs.mark_processed, {"b_message_id": message_id})
+    return unit
+
+
+async def test_a_batch_of_updates_gives_each_message_its_own_values(db_url: str) -> None:
+    store = Store(db_url, str(uuid.uuid4()), BlockAllocator(100), pool_size=4)
+    statements: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await store.create_schema()
+        cs = await store.open_channel(str(uuid.uuid4()))
+        firsts = [received(cs, f"message {n}") for n in range(40)]
+        async with trio.open_nursery() as clients:  # concurrent: the committer batches them
+            for unit in firsts:
+                clients.start_soon(store.commit, unit)
+        ids = [unit.message_id for unit in firsts]
+        async with trio.open_nursery() as clients:
+            for n, message_id in enumerate(ids):
+                clients.start_soon(store.commit, processed(cs, message_id, n))
+        nursery.cancel_scope.cancel()
+    t = cs.tables
+    with store.engine.connect() as conn:
+        sources = {
+            row.MESSAGE_ID: row
+            for row in conn.execute(
+                sa.select(t.connector_message).where(t.connector_message.c.ID == 0)
+            )
+        }
+        flags = dict(conn.execute(sa.select(t.message.c.ID, t.message.c.PROCESSED)).all())
+    await store.aclose()
+    for n, message_id in enumerate(ids):
+        row = sources[message_id]
+        assert (row.STATUS, row.ERROR_CODE, row.SEND_ATTEMPTS) == ("TEF"[n % 3], n, n % 2), n
+        expected = datetime(2026, 1, 1 + n % 28, 10, n % 60, 0) if n % 2 else None
+        stored = row.RESPONSE_DATE.replace(tzinfo=None) if row.RESPONSE_DATE else None
+        assert stored == expected, n
+        assert bool(flags[message_id]) == bool(n % 3), n
+    if store.dialect in ("mysql", "mariadb"):
+        cases = [s for s in statements if "CASE `MESSAGE_ID` WHEN %s THEN %s WHEN" in s]
+        assert cases, "several messages' updates went as one statement"
