@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DISTS  := core $(patsubst %/pyproject.toml,%,$(wildcard connectors/*/pyproject.toml datatypes/*/pyproject.toml backends/*/pyproject.toml plugins/*/pyproject.toml))
 CONFIG ?= examples/pannier.toml
 
-.PHONY: setup run test lint bench fuzz clean
+.PHONY: setup run test lint bench reliability fuzz clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The standard scenario set (SQLite, MariaDB, PostgreSQL; PRODUCTION, DEVELOPMENT, DISABLED;
+# the bare echo ceiling; idle RSS), appended to bench/RESULTS.md. BENCH_ARGS adds options.
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/pannier bench --standard --results bench/RESULTS.md $(BENCH_ARGS)
+
+# The reliability suite at full size: engine SIGKILL, database restarts (private servers),
+# downstream down 30 s, 10,000 malformed inputs. `make test` runs a shortened form.
+reliability: $(STAMP)
+	PANNIER_RELIABILITY_FULL=1 $(BIN)/python -m pytest -s \
+		tests/reliability tests/store/test_crash_recovery.py $(PYTEST_ARGS)
 
 # Schemathesis against the API's own OpenAPI document on a fresh engine; fails on any 5xx.
 FUZZ_EXAMPLES ?= 30

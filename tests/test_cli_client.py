@@ -224,3 +224,18 @@ def test_list_stop_and_start_a_channel(engine_url: str, tmp_path: Path) -> None:
     assert status.stdout.strip() == "no channels deployed"
     deployed = pannier(tmp_path, "channels", "deploy", "CLI channel", *url, **ADMIN)
     assert deployed.returncode == 0 and "deployed: STARTED" in deployed.stdout, deployed.stderr
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """``pannier --help`` names each operation a user reaches for, with its one-line help."""
+    from pannier.cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for command in (
+        "run", "config", "plugins", "channel", "convert", "send",
+        "login", "logout", "channels", "status", "messages", "bench",
+    ):  # fmt: skip
+        assert f"\n    {command} " in out, f"{command} missing from pannier --help"

@@ -6,58 +6,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 import trio
-from pannier_mllp import MLLPClientError, send_mllp
 
+from tests.reliability.helpers import load, scaled, start_engine
 from tests.test_end_to_end import example_channel, write_config
-
-BIN = Path(sys.executable).parent
-
-
-def start_engine(config: Path, url: str) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [str(BIN / "pannier"), "run", "--config", str(config)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, PANNIER_DATABASE_URL=url),
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        match = re.search(r"listening on [\d.]+:(\d+)", line)
-        if match:
-            return process, int(match.group(1))
-    process.kill()
-    raise AssertionError("engine did not start listening")
-
-
-async def load(port: int, template: bytes, acked: list[str], stop_after: float) -> None:
-    counter = iter(range(1_000_000))
-
-    async def client() -> None:
-        while True:
-            control_id = f"CRASH{next(counter):06d}"
-            message = template.replace(b"MSG00001", control_id.encode())
-            try:
-                (ack,) = await send_mllp("127.0.0.1", port, [message], timeout=5)
-            except (MLLPClientError, OSError):
-                return  # the engine died under us: what was acknowledged is what counts
-            if b"MSA|AA|" + control_id.encode() in ack:
-                acked.append(control_id)
-
-    with trio.move_on_after(stop_after):
-        async with trio.open_nursery() as nursery:
-            for _ in range(6):
-                nursery.start_soon(client)
 
 
 @pytest.mark.slow
@@ -66,12 +21,16 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(tmp_path, hl7_sample, d
     template = hl7_sample("adt_a01.hl7")
     process, port = start_engine(config, db_url)
     acked: list[str] = []
+    sent: list[str] = []
+    target = int(scaled(150, 3000))  # acknowledged messages before the kill
     try:
 
         async def run_and_kill() -> None:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(load, port, template, acked, 10.0)
-                while len(acked) < 150:
+                nursery.start_soon(
+                    lambda: load(port, template, acked, scaled(10.0, 60.0), sent=sent)
+                )
+                while len(acked) < target:
                     await trio.sleep(0.005)
                 os.kill(process.pid, signal.SIGKILL)
 
@@ -79,7 +38,7 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(tmp_path, hl7_sample, d
     finally:
         process.kill()
         process.wait()
-    assert len(acked) >= 150
+    assert len(acked) >= target
 
     server_id = (tmp_path / "var" / "server.id").read_text().split("=", 1)[1].strip()
     database = sa.create_engine(db_url)
@@ -137,7 +96,8 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(tmp_path, hl7_sample, d
     duplicated = [c for c, found in by_control_id.items() if len(found) > 1]
     incomplete = [c for c, found in by_control_id.items() if found != [(True, "T", "S")]]
     print(
-        f"sent/acknowledged {len(acked)}, stored {len(by_control_id)}, unfinished at kill "
+        f"SIGKILL under load: sent {len(sent)}, acknowledged {len(acked)}, "
+        f"stored {len(by_control_id)}, unfinished at kill "
         f"{unfinished_before}, lost {len(missing)}, duplicated {len(duplicated)}"
     )
     assert missing == [] and duplicated == [] and incomplete == []

@@ -10,6 +10,7 @@ from typing import Any
 
 from pannier.bus import ClusterBusSpec, LocalBus
 from pannier.cli import commands
+from pannier.cli.bench import BENCH_COMMAND
 from pannier.extensions import CliCommand
 from pannier.hookspecs import hookimpl
 from pannier.maps import MapBackendSpec, MemoryMapBackend
@@ -62,4 +63,4 @@ def pannier_register_script_engines() -> Sequence[ScriptEngineSpec]:
 def pannier_register_commands() -> Sequence[CliCommand]:
     from pannier.cli.client_commands import client_commands
 
-    return [*commands.core_commands(), *client_commands()]
+    return [*commands.core_commands(), BENCH_COMMAND, *client_commands()]

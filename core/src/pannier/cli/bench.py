@@ -1,0 +1,685 @@
+"""``pannier bench``: end-to-end throughput, ACK latency and memory of a real engine.
+
+Each scenario starts ``pannier run`` in a subprocess with a generated configuration and channel
+(TCP Listener in MLLP mode -> HL7 v2 source transformer with one mapper step -> File Writer,
+``Auto-generate (Destinations completed)``), drives it with a built-in trio MLLP load generator
+(N messages over C persistent connections, closed loop or at an offered rate), and reports
+messages/s, ACK latency percentiles, errors and the engine's peak RSS. Afterwards it checks the
+database (or, with storage DISABLED, the written files): every acknowledged message present
+exactly once. The engine runs in its own process so that the load generator does not share its
+interpreter, as in production; the numbers are the engine's, measured from outside.
+
+``--scenario echo`` measures a bare trio MLLP ACK server driven the same way: the ceiling of
+this machine for this client. ``--scenario idle`` deploys ``--channels`` channels and reports
+the engine's resident memory at rest.
+
+The kernel cannot import the MLLP plugin, so the few lines of MLLP framing the generator and the
+echo server need are here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+import trio
+
+from pannier.extensions import CliCommand
+
+START, END = b"\x0b", b"\x1c\x0d"
+SERVERS = {
+    "mysql": "mysql+pymysql://root@127.0.0.1:3306/",
+    "postgres": "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+}
+STORAGE_MODES = ("DEVELOPMENT", "PRODUCTION", "RAW", "METADATA", "DISABLED")
+CONTROL_ID = re.compile(rb"\|(P[BW]\d{10})\|")
+LISTENING = re.compile(r"TCP Listener of channel (.+) listening on [^\s]+:(\d+)")
+
+#: The standard set run by ``make bench``: (label, arguments).
+STANDARD: list[tuple[str, list[str]]] = [
+    ("echo", ["--scenario", "echo"]),
+    *[
+        (f"{db} {mode}", ["--database", db, "--storage", mode])
+        for db in ("sqlite", "mysql", "postgres")
+        for mode in ("PRODUCTION", "DEVELOPMENT")
+    ],
+    ("sqlite DISABLED", ["--database", "sqlite", "--storage", "DISABLED"]),
+    (
+        "mysql DEVELOPMENT at 300 msg/s",
+        ["--database", "mysql", "--storage", "DEVELOPMENT", "--rate", "300", "--messages", "3000"],
+    ),
+    ("idle, 10 channels", ["--scenario", "idle", "--channels", "10"]),
+]
+
+SAMPLE = Path(__file__).resolve().parents[4] / "tests" / "fixtures" / "hl7" / "adt_a01.hl7"
+
+
+@dataclass
+class Result:
+    """What one scenario measured."""
+
+    scenario: str
+    database: str = ""
+    storage: str = ""
+    connections: int = 0
+    messages: int = 0
+    rate: float = 0.0
+    seconds: float = 0.0
+    throughput: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    errors: int = 0
+    acknowledged: int = 0
+    stored: int | None = None
+    lost: int | None = None
+    duplicated: int | None = None
+    rows: int | None = None
+    rss_idle_mib: float | None = None
+    rss_peak_mib: float | None = None
+    engine_cpu: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        if self.scenario == "idle":
+            return f"idle: {self.notes[0]}, RSS {self.rss_idle_mib:.1f} MiB"
+        offered = f", offered {self.rate:g} msg/s" if self.rate else ""
+        where = "bare echo" if self.scenario == "echo" else f"{self.database} {self.storage}"
+        lat = self.latency_ms
+        text = (
+            f"{where}, {self.connections} conn{offered}: {self.throughput:,.0f} msg/s, "
+            f"ACK p50 {lat.get('p50', 0):.1f} / p90 {lat.get('p90', 0):.1f} / "
+            f"p99 {lat.get('p99', 0):.1f} / max {lat.get('max', 0):.1f} ms, "
+            f"errors {self.errors}"
+        )
+        if self.engine_cpu is not None:
+            text += f", engine CPU {self.engine_cpu:.0%}"
+        if self.rss_idle_mib is not None and self.rss_peak_mib is not None:
+            text += f", RSS idle {self.rss_idle_mib:.0f} / peak {self.rss_peak_mib:.0f} MiB"
+        elif self.rss_peak_mib is not None:
+            text += f", server RSS peak {self.rss_peak_mib:.0f} MiB"
+        if self.stored is not None:
+            text += (
+                f"; acknowledged (with warm-up) {self.acknowledged}, stored {self.stored}, "
+                f"lost {self.lost}, duplicated {self.duplicated}"
+                + (f", D_M rows {self.rows}" if self.rows else "")
+            )
+        return text
+
+
+# --- MLLP -------------------------------------------------------------------------------------
+
+
+async def read_frame(stream: trio.abc.ReceiveStream, buffer: bytearray) -> bytes:
+    """The next MLLP payload from ``stream`` (bytes left over stay in ``buffer``)."""
+    while True:
+        end = buffer.find(END)
+        if end >= 0:
+            start = buffer.find(START, 0, end)
+            payload = bytes(buffer[start + 1 : end])
+            del buffer[: end + len(END)]
+            return payload
+        data = await stream.receive_some(65536)
+        if not data:
+            raise EOFError("the server closed the connection")
+        buffer += data
+
+
+def make_ack(message: bytes) -> bytes:
+    """A minimal HL7 AA acknowledgement echoing MSH-10 (what the echo server answers)."""
+    msh = message.split(b"\r", 1)[0].split(b"|")
+    control = msh[9] if len(msh) > 9 else b""
+    return b"MSH|^~\\&|ECHO||||||ACK|" + control + b"|P|2.5.1\rMSA|AA|" + control + b"\r"
+
+
+async def serve_echo(port: int) -> None:
+    """A bare trio MLLP server answering each frame with an ACK (the ceiling scenario)."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        buffer = bytearray()
+        try:
+            while True:
+                payload = await read_frame(stream, buffer)
+                await stream.send_all(START + make_ack(payload) + END)
+        except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    await trio.serve_tcp(handle, port, host="127.0.0.1")
+
+
+@dataclass
+class Load:
+    """What the load generator saw."""
+
+    latencies: list[float] = field(default_factory=list)
+    acknowledged: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+async def drive(port: int, frames: list[tuple[str, bytes]], connections: int, rate: float) -> Load:
+    """Send ``frames`` over ``connections`` persistent connections; closed loop (each
+    connection sends its next message when the previous one is acknowledged) or, with
+    ``rate``, open loop: message i is due at i/rate seconds and its latency counts from then,
+    so a stalled engine cannot hide its delay (no coordinated omission)."""
+    load = Load()
+    started = trio.current_time()
+
+    async def client(index: int) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        buffer = bytearray()
+        async with stream:
+            for i in range(index, len(frames), connections):
+                control, frame = frames[i]
+                due = started + i / rate if rate else trio.current_time()
+                if rate:
+                    await trio.sleep_until(due)
+                try:
+                    await stream.send_all(frame)
+                    with trio.fail_after(60):
+                        ack = await read_frame(stream, buffer)
+                except (trio.TooSlowError, EOFError, OSError, trio.BrokenResourceError) as exc:
+                    load.errors.append(f"{control}: {type(exc).__name__}: {exc}")
+                    return
+                load.latencies.append(trio.current_time() - due)
+                if b"MSA|AA|" + control.encode() in ack:
+                    load.acknowledged.append(control)
+                else:
+                    load.errors.append(f"{control}: {ack[:200]!r}")
+
+    async with trio.open_nursery() as nursery:
+        for index in range(connections):
+            nursery.start_soon(client, index)
+    load.seconds = trio.current_time() - started
+    return load
+
+
+def make_frames(
+    template: bytes, prefix: int, count: int, tag: str = "PB"
+) -> list[tuple[str, bytes]]:
+    """``count`` framed copies of ``template``, each with its own MSH-10 control id."""
+    msh = template.split(b"\r", 1)[0].split(b"|")
+    old = b"|" + msh[9] + b"|"
+    frames = []
+    for i in range(count):
+        control = f"{tag}{prefix:04d}{i:06d}"
+        frames.append((control, START + template.replace(old, f"|{control}|".encode(), 1) + END))
+    return frames
+
+
+# --- the engine under test ------------------------------------------------------------------
+
+
+CHANNEL = """\
+id = "{id}"
+name = "{name}"
+
+[properties]
+messageStorageMode = "{storage}"
+
+[source]
+transportName = "TCP Listener"
+inboundDataType = "HL7V2"
+responseVariable = "Auto-generate (Destinations completed)"
+processingThreads = {threads}
+
+[source.properties]
+host = "127.0.0.1"
+port = 0
+maxConnections = 64
+
+[[source.transformer.steps]]
+kind = "mapper"
+variable = "mrn"
+mapping = "PID.3.1"
+scope = "channel"
+
+[[destinations]]
+metaDataId = 1
+name = "Write file"
+transportName = "File Writer"
+
+[destinations.properties]
+directory = "{out}"
+outputPattern = "${{message.messageId}}-${{mrn}}.hl7"
+outputAppend = false
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int, key: str = "VmRSS") -> float:
+    """A process's resident memory (``VmRSS``) or its peak (``VmHWM``) in MiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {key} in /proc/{pid}/status")
+
+
+class EngineProcess:
+    """``pannier run`` in a subprocess, in a temporary folder, logging to a file."""
+
+    def __init__(
+        self, folder: Path, url: str, storage: str, channels: int, threads: int, out: Path
+    ) -> None:
+        self.folder = folder
+        self.out = out
+        self.out.mkdir(exist_ok=True)
+        (folder / "channels").mkdir()
+        self.ids = []
+        for n in range(channels):
+            channel_id = str(uuid.uuid4())
+            self.ids.append(channel_id)
+            (folder / "channels" / f"c{n}.toml").write_text(
+                CHANNEL.format(
+                    id=channel_id,
+                    name=f"bench {n}",
+                    storage=storage,
+                    threads=threads,
+                    out=self.out / f"c{n}",
+                )
+            )
+        (folder / "pannier.toml").write_text(
+            '[server]\ndata_dir = "var"\n'
+            f"[database]\nurl = {json.dumps(url)}\n"
+            '[channels]\npaths = ["channels/*.toml"]\n[logging]\nlevel = "INFO"\n'
+            "[api]\nenabled = false\n"  # not on the measured path; frees port 8080
+        )
+        self.log = folder / "engine.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, expected: int, timeout: float = 120) -> dict[str, int]:
+        """Start and wait until ``expected`` listeners are bound; their ports by name."""
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pannier.cli.main", "run", "-c", "pannier.toml"],
+                cwd=self.folder,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={k: v for k, v in os.environ.items() if not k.startswith("PANNIER_")},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ports = {m[1]: int(m[2]) for m in LISTENING.finditer(self.log.read_text())}
+            if len(ports) >= expected:
+                return ports
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"the engine did not start; its log:\n{self.log.read_text()[-3000:]}")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextmanager
+def database(kind: str, folder: Path, server: str | None) -> Iterator[str]:
+    """A fresh database for one run: a SQLite file, or a new database on a server (dropped
+    afterwards)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'pannier.db'}"
+        return
+    base = sa.engine.make_url(server or SERVERS[kind])
+    name = f"pannier_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            force = " WITH (FORCE)" if kind == "postgres" else ""
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
+        admin.dispose()
+
+
+def verify(
+    url: str, channel_id: str, out: Path, storage: str, acknowledged: list[str]
+) -> dict[str, int]:
+    """Count each acknowledged control id in the stored RAW content (or, storage DISABLED,
+    in the written files): ``stored``, ``lost``, ``duplicated`` and the ``D_M`` rows."""
+    found: Counter[str] = Counter()
+    rows = 0
+    if storage in ("DISABLED", "METADATA"):
+        for path in out.iterdir():
+            found.update(m.decode() for m in CONTROL_ID.findall(path.read_bytes()))
+    else:
+        engine = sa.create_engine(url, poolclass=sa.NullPool)
+        try:
+            with engine.connect() as conn:
+                n = conn.execute(
+                    sa.text("SELECT LOCAL_CHANNEL_ID FROM D_CHANNELS WHERE CHANNEL_ID = :c"),
+                    {"c": channel_id},
+                ).scalar_one()
+                rows = conn.execute(sa.text(f"SELECT COUNT(*) FROM D_M{n}")).scalar_one()
+                raw = conn.execute(
+                    sa.text(
+                        f"SELECT CONTENT FROM D_MC{n} WHERE METADATA_ID = 0 AND CONTENT_TYPE = 1"
+                    )
+                ).scalars()
+                for content in raw:
+                    found.update(m.decode() for m in CONTROL_ID.findall(content.encode()))
+        finally:
+            engine.dispose()
+    acked = set(acknowledged)
+    return {
+        "stored": sum(1 for c in acked if found[c] >= 1),
+        "lost": sum(1 for c in acked if found[c] == 0),
+        "duplicated": sum(1 for c in acked if found[c] > 1),
+        "rows": rows,
+    }
+
+
+def summarise(result: Result, load: Load, total: int) -> None:
+    latencies = sorted(load.latencies)
+    result.seconds = load.seconds
+    result.throughput = len(load.acknowledged) / load.seconds if load.seconds else 0.0
+    result.acknowledged = len(load.acknowledged)
+    result.errors = total - len(load.acknowledged)  # answered otherwise, or not at all
+    if len(latencies) >= 2:
+        q = statistics.quantiles(latencies, n=100, method="inclusive")
+        result.latency_ms = {
+            "p50": q[49] * 1000,
+            "p90": q[89] * 1000,
+            "p99": q[98] * 1000,
+            "max": latencies[-1] * 1000,
+        }
+    for error in load.errors[:5]:
+        result.notes.append(f"error: {error}")
+
+
+def run_scenario(args: argparse.Namespace) -> Result:
+    template = Path(args.sample).read_bytes()
+    frames = make_frames(template, os.getpid() % 10000, args.messages)
+    warmup = make_frames(template, os.getpid() % 10000, args.warmup, tag="PW")
+    result = Result(
+        args.scenario,
+        connections=args.connections,
+        messages=args.messages,
+        rate=args.rate,
+    )
+    if args.scenario == "echo":
+        port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pannier.cli.bench", "--echo-server", str(port)]
+        )
+        try:
+            _wait_for_port(port)
+            trio.run(drive, port, warmup, args.connections, 0.0)
+            load = trio.run(drive, port, frames, args.connections, args.rate)
+            result.rss_peak_mib = rss_mib(server.pid, "VmHWM")
+        finally:
+            server.terminate()
+            server.wait()
+        summarise(result, load, len(frames))
+        return result
+
+    result.database, result.storage = args.database, args.storage
+    with tempfile.TemporaryDirectory(prefix="pannier-bench-") as tmp:
+        folder = Path(tmp)
+        server = args.mysql_url if args.database == "mysql" else args.postgres_url
+        with database(args.database, folder, server) as url:
+            channels = args.channels if args.scenario == "idle" else 1
+            out = Path(tempfile.mkdtemp(dir=args.out_dir)) if args.out_dir else folder / "out"
+            engine = EngineProcess(folder, url, args.storage, channels, args.threads, out)
+            try:
+                ports = engine.start(channels)
+                if args.scenario == "idle":
+                    time.sleep(args.settle)
+                    result.rss_idle_mib = rss_mib(engine.pid)
+                    result.notes.append(f"{len(ports)} channels deployed on {args.database}")
+                    return result
+                port = ports["bench 0"]
+                time.sleep(0.5)
+                result.rss_idle_mib = rss_mib(engine.pid)
+                trio.run(drive, port, warmup, args.connections, 0.0)
+                if args.profile:
+                    profiler = subprocess.Popen(
+                        [
+                            str(Path(sys.executable).parent / "py-spy"),
+                            "record",
+                            "--pid",
+                            str(engine.pid),
+                            "--output",
+                            args.profile,
+                            "--format",
+                            {".json": "speedscope", ".svg": "flamegraph"}.get(
+                                Path(args.profile).suffix, "raw"
+                            ),
+                            "--rate",
+                            "100",
+                            "--threads",
+                            *(["--gil"] if os.environ.get("PANNIER_BENCH_GIL") else []),
+                        ],
+                    )
+                    time.sleep(1.0)
+                cpu_before = cpu_seconds(engine.pid)
+                load = trio.run(drive, port, frames, args.connections, args.rate)
+                result.engine_cpu = (cpu_seconds(engine.pid) - cpu_before) / load.seconds
+                result.rss_peak_mib = rss_mib(engine.pid, "VmHWM")
+                if args.profile:
+                    profiler.send_signal(signal.SIGINT)
+                    profiler.wait()
+            finally:
+                engine.stop()
+                if args.out_dir and args.scenario == "idle":
+                    shutil.rmtree(out, ignore_errors=True)
+            summarise(result, load, len(frames))
+            acked = load.acknowledged + [c for c, _f in warmup]
+            counts = verify(url, engine.ids[0], engine.out / "c0", args.storage, acked)
+            result.acknowledged = len(acked)
+            result.stored, result.lost = counts["stored"], counts["lost"]
+            result.duplicated, result.rows = counts["duplicated"], counts["rows"]
+            if args.out_dir:
+                shutil.rmtree(out, ignore_errors=True)
+            if counts["lost"] or counts["duplicated"]:
+                result.notes.append("VERIFICATION FAILED: acknowledged messages lost/duplicated")
+            if counts["rows"] and counts["rows"] != len(set(acked)):
+                result.notes.append(
+                    f"VERIFICATION FAILED: {counts['rows']} D_M rows for {len(set(acked))} "
+                    "acknowledged messages"
+                )
+    return result
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for_port(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on port {port}")
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def commit() -> str:
+    root = Path(__file__).resolve().parents[4]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}{' + uncommitted changes' if dirty else ''}" if head else "unknown"
+
+
+def append_results(path: Path, command: str, results: list[Result], title: str) -> None:
+    lines = [
+        "",
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {title}",
+        "",
+        f"- Machine: {machine()}",
+        f"- Commit: {commit()}",
+        f"- Command: `{command}`",
+        "",
+        "```",
+        *[r.line() for r in results],
+        *[
+            f"  {r.scenario} {r.database} {r.storage}: {note}"
+            for r in results
+            for note in r.notes
+            if r.scenario != "idle"
+        ],
+        "```",
+    ]
+    with path.open("a") as file:
+        file.write("\n".join(lines) + "\n")
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenario",
+        choices=("engine", "echo", "idle"),
+        default="engine",
+        help="engine (default): the MLLP -> transformer -> File Writer channel; echo: a bare "
+        "trio MLLP ACK server (the ceiling); idle: RSS of an engine with --channels channels",
+    )
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "mysql", "postgres"),
+        default="sqlite",
+        help="message store (a fresh database is created and dropped)",
+    )
+    parser.add_argument("--mysql-url", default=SERVERS["mysql"], help="MariaDB/MySQL server URL")
+    parser.add_argument("--postgres-url", default=SERVERS["postgres"], help="PostgreSQL server URL")
+    parser.add_argument("--storage", choices=STORAGE_MODES, default="DEVELOPMENT")
+    parser.add_argument("--messages", type=int, default=5000, help="messages to send (timed)")
+    parser.add_argument("--warmup", type=int, default=200, help="messages sent before timing")
+    parser.add_argument("--connections", type=int, default=8, help="persistent connections")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="offered msg/s (open loop); 0: closed loop"
+    )
+    parser.add_argument("--threads", type=int, default=8, help="the channel's processingThreads")
+    parser.add_argument("--channels", type=int, default=10, help="channels (idle scenario)")
+    parser.add_argument("--settle", type=float, default=3.0, help="idle: seconds before sampling")
+    parser.add_argument(
+        "--out-dir",
+        help="parent folder of the File Writer's output (default: the run's temporary folder); "
+        "/dev/shm takes the disk's file-creation cost out of the measurement",
+    )
+    parser.add_argument("--sample", default=str(SAMPLE), help="the HL7 message to send")
+    parser.add_argument("--profile", help="record a py-spy profile of the engine to this file")
+    parser.add_argument(
+        "--standard",
+        action="store_true",
+        help="run the standard scenario set (make bench) instead of one scenario",
+    )
+    parser.add_argument("--results", help="append the results to this Markdown file")
+    parser.add_argument("--json", action="store_true", help="print each result as JSON too")
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = "pannier bench " + " ".join(sys.argv[2:])
+    runs = [(args.scenario, [])] if not args.standard else STANDARD
+    parser = argparse.ArgumentParser()
+    _configure(parser)
+    results = []
+    failed = False
+    for label, extra in runs:
+        run_args = parser.parse_args([*sys.argv[2:], *extra]) if args.standard else args
+        if args.standard:
+            run_args.standard = False
+        try:
+            result = run_scenario(run_args)
+        except Exception as exc:  # one unreachable server does not end the whole set
+            print(f"{label}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        results.append(result)
+        print(result.line(), flush=True)
+        for note in result.notes:
+            if result.scenario != "idle":
+                print(f"  {note}")
+        if args.json:
+            print(json.dumps(asdict(result)))
+        failed = failed or any(note.startswith("VERIFICATION") for note in result.notes)
+    if args.results and results:
+        title = "pannier bench, standard set" if args.standard else "pannier bench"
+        append_results(Path(args.results), command, results, title)
+    return 1 if failed else 0
+
+
+BENCH_COMMAND = CliCommand(
+    "bench",
+    "measure an engine end to end: msg/s, ACK latency, RSS, stored rows verified",
+    _configure,
+    _run,
+)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--echo-server":
+        trio.run(serve_echo, int(sys.argv[2]))

@@ -1,0 +1,52 @@
+"""``pannier bench`` measures a real engine and checks what it stored: a short run on SQLite
+acknowledges and stores every message once, and the check notices a message that is not
+there. (Its numbers are not asserted: performance lives in bench/RESULTS.md.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pannier.cli.bench import verify
+
+BIN = Path(sys.executable).parent
+
+
+def bench(*args: str) -> list[dict]:
+    result = subprocess.run(
+        [str(BIN / "pannier"), "bench", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.slow
+def test_a_short_run_acknowledges_stores_and_verifies_every_message() -> None:
+    (result,) = bench("--database", "sqlite", "--messages", "60", "--warmup", "10")
+    assert result["errors"] == 0
+    assert result["acknowledged"] == result["stored"] == result["rows"] == 70
+    assert result["lost"] == result["duplicated"] == 0
+    assert result["latency_ms"]["p50"] <= result["latency_ms"]["max"]
+    assert result["rss_peak_mib"] >= result["rss_idle_mib"] > 0
+
+
+@pytest.mark.slow
+def test_storage_disabled_is_verified_from_the_written_files() -> None:
+    (result,) = bench("--storage", "DISABLED", "--messages", "40", "--warmup", "5")
+    assert result["stored"] == result["acknowledged"] == 45 and result["lost"] == 0
+
+
+def test_the_check_counts_a_message_that_is_missing_or_stored_twice(tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "1.hl7").write_bytes(b"MSH|^~\\&|A|B|C|D|1||ADT^A01|PB0001000001|P|2.5.1\r")
+    (out / "2.hl7").write_bytes(b"MSH|^~\\&|A|B|C|D|1||ADT^A01|PB0001000002|P|2.5.1\r")
+    (out / "3.hl7").write_bytes(b"MSH|^~\\&|A|B|C|D|1||ADT^A01|PB0001000002|P|2.5.1\r")
+    counts = verify("", "", out, "DISABLED", ["PB0001000001", "PB0001000002", "PB0001000003"])
+    assert (counts["stored"], counts["lost"], counts["duplicated"]) == (2, 1, 1)
