@@ -537,8 +537,7 @@ class DeployedChannel:
                     None,
                 )
             second.add(UPDATE_MESSAGE, self.store.mark_processed, {"b_message_id": message_id})
-        if second.ops or second.custom:  # storage DISABLED: nothing to write, no thread hop
-            await store.commit(second)
+        await store.commit(second)  # returns at once when there is nothing to write
         for metadata_id, queue in self.queues.items():
             if ctx.response_map.get(f"d{metadata_id}", _NOT_QUEUED).status == Status.QUEUED:
                 queue.wake()
