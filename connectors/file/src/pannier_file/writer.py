@@ -50,16 +50,19 @@ class _Write:
     error: Exception | None = None
     """What writing this file raised (an OSError is a failed delivery; anything else, such
     as a NUL in the path, a bad request)."""
-    done: trio.Event = field(default_factory=trio.Event)
+    written: bool = False
+    wake: trio.Event = field(default_factory=trio.Event)
+    """Set when the write is done, or when this sender is to lead the next batch."""
 
 
 class _WriteBatcher:
     """Writes that arrive together share one worker-thread hop (rule: one hop per batch,
-    never per statement). The first waiting send becomes the leader and writes whatever is
-    pending, batch after batch, until nothing is; the others wait for their own outcome.
-    Each write's error is its own. Under one connection a batch is one file, as before;
-    under eight, a hop carries several (measured: a hop per file cost ~40% of the
-    throughput of an MLLP → File Writer channel with storage disabled)."""
+    never per statement). A sender arriving when no batch is being written leads: it writes
+    everything pending in one hop, then hands the lead to the first sender that arrived
+    meanwhile, so no sender waits for more than the batch ahead of its own. Each write's
+    error is its own. Under one connection a batch is one file, as before; under eight, a
+    hop carries several (measured: a hop per file cost ~40% of the throughput of an
+    MLLP → File Writer channel with storage disabled)."""
 
     def __init__(self) -> None:
         self._pending: list[_Write] = []
@@ -71,23 +74,27 @@ class _WriteBatcher:
             # The write happens whatever becomes of this task (a thread cannot be cancelled):
             # wait for it, as a plain to_thread call would.
             with trio.CancelScope(shield=True):
-                await job.done.wait()
-        else:
+                await job.wake.wait()
+        if not job.written:  # no batch was being written, or the lead was handed over
             self._leading = True
-            try:
-                # Shielded: the followers are waiting on these writes, which must happen.
-                with trio.CancelScope(shield=True):
-                    while self._pending:
-                        batch, self._pending = self._pending, []
-                        try:
-                            await trio.to_thread.run_sync(_write_batch, batch)
-                        finally:  # never leave a follower waiting
-                            for done in batch:
-                                done.done.set()
-            finally:
-                self._leading = False
+            await self._lead()
         if job.error is not None:
             raise job.error
+
+    async def _lead(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            # Shielded: the batch's other senders are waiting on these writes.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_write_batch, batch)
+        finally:  # never leave a sender waiting
+            for job in batch:
+                job.written = True
+                job.wake.set()
+            if self._pending:
+                self._pending[0].wake.set()  # the next leader; the lead stays taken
+            else:
+                self._leading = False
 
 
 def _write_batch(batch: list[_Write]) -> None:
