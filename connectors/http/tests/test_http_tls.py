@@ -27,20 +27,11 @@ async def send(setup_factory: Any, url: str, **props: Any) -> Response:
         await sender.stop()
 
 
-def server_tls(pki: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        "tlsEnabled": True,
-        "tlsCertFile": pki.server_cert,
-        "tlsKeyFile": pki.server_key,
-        **extra,
-    }
-
-
 async def test_https_round_trip(
     listen: Any, recorder_factory: Any, setup_factory: Any, pki: Any
 ) -> None:
     recorder = recorder_factory(respond=lambda raw: Response(Status.SENT, message="ACK"))
-    port = await listen(recorder, **server_tls(pki))
+    port = await listen(recorder, **pki.listener())
     url = f"https://127.0.0.1:{port}/in"
     response = await send(setup_factory, url, tlsEnabled=True, tlsCaFile=pki.ca)
     assert (response.status, response.message) == (Status.SENT, "ACK")
@@ -53,7 +44,7 @@ async def test_https_round_trip(
 async def test_mutual_tls_with_a_client_certificate(
     listen: Any, recorder_factory: Any, setup_factory: Any, pki: Any, mode: str
 ) -> None:
-    port = await listen(recorder_factory(), **server_tls(pki, tlsCaFile=pki.ca, tlsClientAuth=mode))
+    port = await listen(recorder_factory(), **pki.listener(tlsCaFile=pki.ca, tlsClientAuth=mode))
     response = await send(
         setup_factory,
         f"https://localhost:{port}/",
@@ -69,7 +60,7 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate(
     listen: Any, recorder_factory: Any, setup_factory: Any, pki: Any
 ) -> None:
     recorder = recorder_factory()
-    props = server_tls(pki, tlsCaFile=pki.ca, tlsClientAuth="required")
+    props = pki.listener(tlsCaFile=pki.ca, tlsClientAuth="required")
     port = await listen(recorder, **props)
     url = f"https://127.0.0.1:{port}/"
     refused = await send(setup_factory, url, tlsEnabled=True, tlsCaFile=pki.ca)
@@ -100,7 +91,7 @@ async def test_plain_http_and_garbage_do_not_hurt_an_https_listener(
     listen: Any, recorder_factory: Any, setup_factory: Any, pki: Any
 ) -> None:
     recorder = recorder_factory()
-    port = await listen(recorder, **server_tls(pki))
+    port = await listen(recorder, **pki.listener())
     plain = await send(setup_factory, f"http://127.0.0.1:{port}/")
     assert plain.status is Status.QUEUED
     raw = await trio.open_tcp_stream("127.0.0.1", port)
@@ -122,7 +113,7 @@ async def test_plain_http_and_garbage_do_not_hurt_an_https_listener(
 async def test_wrong_ca_is_a_clear_queued_error(
     listen: Any, recorder_factory: Any, setup_factory: Any, pki: Any
 ) -> None:
-    port = await listen(recorder_factory(), **server_tls(pki))
+    port = await listen(recorder_factory(), **pki.listener())
     url = f"https://127.0.0.1:{port}/"
     response = await send(setup_factory, url, tlsEnabled=True, tlsCaFile=pki.other_ca)
     assert response.status is Status.QUEUED

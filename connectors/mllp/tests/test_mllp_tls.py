@@ -23,19 +23,6 @@ def request(port: int, host: str = "127.0.0.1") -> SendRequest:
     )
 
 
-def server_tls(pki: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        "tlsEnabled": True,
-        "tlsCertFile": pki.server_cert,
-        "tlsKeyFile": pki.server_key,
-        **extra,
-    }
-
-
-def mutual(pki: Any, mode: str) -> dict[str, Any]:
-    return server_tls(pki, tlsCaFile=pki.ca, tlsClientAuth=mode)
-
-
 async def send_once(make_sender: Any, port: int, host: str = "127.0.0.1", **props: Any) -> Any:
     sender = make_sender(responseTimeout=5000, **props)
     try:
@@ -54,7 +41,7 @@ async def test_tls_round_trip(
     listen: Any, recorder_factory: Any, make_sender: Any, pki: Any
 ) -> None:
     recorder = recorder_factory(respond=lambda raw: "MSA|AA|" + raw.content[:8])
-    running = await listen(recorder, **server_tls(pki))
+    running = await listen(recorder, **pki.listener())
     response = await send_once(make_sender, running.port, tlsEnabled=True, tlsCaFile=pki.ca)
     assert (response.status, response.message) == (Status.SENT, "MSA|AA|MSH|^~\\&")
     [raw] = recorder.messages
@@ -67,7 +54,7 @@ async def test_tls_kept_open_connection_is_reused(
     listen: Any, recorder_factory: Any, make_sender: Any, pki: Any
 ) -> None:
     recorder = recorder_factory()
-    running = await listen(recorder, **server_tls(pki))
+    running = await listen(recorder, **pki.listener())
     sender = make_sender(keepConnectionOpen=True, tlsEnabled=True, tlsCaFile=pki.ca)
     for _ in range(3):
         response = await sender.send(request(running.port))
@@ -82,7 +69,7 @@ async def test_tls_kept_open_connection_is_reused(
 async def test_mutual_tls_accepts_a_client_certificate_from_the_ca(
     listen: Any, recorder_factory: Any, make_sender: Any, pki: Any, mode: str
 ) -> None:
-    running = await listen(recorder_factory(), **mutual(pki, mode))
+    running = await listen(recorder_factory(), **pki.listener(mode))
     response = await send_once(
         make_sender,
         running.port,
@@ -99,7 +86,7 @@ async def test_mutual_tls_refuses_clients_without_a_good_certificate(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="pannier.mllp")
     recorder = recorder_factory()
-    running = await listen(recorder, **mutual(pki, "required"))
+    running = await listen(recorder, **pki.listener("required"))
     no_cert = await send_once(make_sender, running.port, tlsEnabled=True, tlsCaFile=pki.ca)
     stranger = await send_once(
         make_sender,
@@ -133,7 +120,7 @@ async def test_mutual_tls_refuses_clients_without_a_good_certificate(
 async def test_optional_client_auth_accepts_no_certificate_but_not_a_bad_one(
     listen: Any, recorder_factory: Any, make_sender: Any, pki: Any
 ) -> None:
-    running = await listen(recorder_factory(), **mutual(pki, "optional"))
+    running = await listen(recorder_factory(), **pki.listener("optional"))
     anonymous = await send_once(make_sender, running.port, tlsEnabled=True, tlsCaFile=pki.ca)
     assert anonymous.status is Status.SENT
     stranger = await send_once(
@@ -151,7 +138,7 @@ async def test_plain_text_and_stalled_clients_do_not_hurt_a_tls_listener(
     listen: Any, recorder_factory: Any, make_sender: Any, pki: Any
 ) -> None:
     recorder = recorder_factory()
-    running = await listen(recorder, receiveTimeout=300, **server_tls(pki))
+    running = await listen(recorder, receiveTimeout=300, **pki.listener())
     # A client speaking plain MLLP to the TLS port: the handshake fails, its connection closes.
     plain = await trio.open_tcp_stream("127.0.0.1", running.port)
     await plain.send_all(encode_frame(b"MSH|^~\\&|PLAIN\r"))
@@ -181,7 +168,7 @@ async def test_wrong_ca_on_the_sender_is_a_clear_queued_error(
     listen: Any, recorder_factory: Any, make_sender: Any, pki: Any
 ) -> None:
     recorder = recorder_factory()
-    running = await listen(recorder, **server_tls(pki))
+    running = await listen(recorder, **pki.listener())
     response = await send_once(make_sender, running.port, tlsEnabled=True, tlsCaFile=pki.other_ca)
     assert response.status is Status.QUEUED
     assert response.error == (

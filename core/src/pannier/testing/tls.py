@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,29 @@ class Pki:
     other_ca: str
     stranger_cert: str
     stranger_key: str
+
+    def listener(self, client_auth: str = "none", **extra: Any) -> dict[str, Any]:
+        """A listener's TLS properties (``pannier.net``'s names) serving ``server_*``;
+        ``client_auth`` other than ``none`` also trusts ``ca`` for client certificates."""
+        properties: dict[str, Any] = {
+            "tlsEnabled": True,
+            "tlsCertFile": self.server_cert,
+            "tlsKeyFile": self.server_key,
+        }
+        if client_auth != "none":
+            properties.update(tlsCaFile=self.ca, tlsClientAuth=client_auth)
+        return {**properties, **extra}
+
+    def sender(self, certificate: str | None = None, **extra: Any) -> dict[str, Any]:
+        """A sender's TLS properties trusting ``ca``; ``certificate`` (``client``,
+        ``stranger``, ``named``...) also presents that client certificate."""
+        properties: dict[str, Any] = {"tlsEnabled": True, "tlsCaFile": self.ca}
+        if certificate is not None:
+            properties.update(
+                tlsCertFile=getattr(self, f"{certificate}_cert"),
+                tlsKeyFile=getattr(self, f"{certificate}_key"),
+            )
+        return {**properties, **extra}
 
 
 @pytest.fixture
