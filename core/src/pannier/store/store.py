@@ -28,6 +28,7 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from pannier.sequences import SequenceAllocator
 from pannier.store import schema, setup
+from pannier.store.driver import DriverStatements, wrap_driver_error
 from pannier.store.statistics import COLUMNS, Deltas
 
 log = logging.getLogger("pannier.store")
@@ -341,6 +342,7 @@ class Store:
         self.metadata = sa.MetaData()
         schema.core_tables(self.metadata)
         self._batchers: dict[int, tuple[weakref.ref[Any], weakref.WeakMethod[Batcher]]] = {}
+        self._driver_statements = DriverStatements(self.engine.dialect)
 
     def register_batcher(self, statement: Any, batcher: Batcher) -> None:
         """Write several rows of ``statement`` with ``batcher`` (one statement) rather than
@@ -608,13 +610,21 @@ class Store:
                 if key not in groups:
                     groups[key] = (statement, [])
                 groups[key][1].append(params)
-        for key in sorted(groups, key=lambda k: k[0]):
-            statement, rows = groups[key]
-            batcher = self._batcher_for(statement) if len(rows) > 1 else None
-            if batcher is not None:
-                batcher(conn, rows)
-            else:
-                conn.execute(statement, rows if len(rows) > 1 else rows[0])
+        cursor = conn.connection.cursor()  # this transaction's DB-API connection
+        try:
+            for key in sorted(groups, key=lambda k: k[0]):
+                statement, rows = groups[key]
+                batcher = self._batcher_for(statement) if len(rows) > 1 else None
+                if batcher is not None:
+                    batcher(conn, rows)
+                    continue
+                compiled = self._driver_statements.get(statement, tuple(rows[0]))
+                if compiled is not None:
+                    compiled.run(conn, cursor, rows)
+                else:
+                    conn.execute(statement, rows if len(rows) > 1 else rows[0])
+        finally:
+            cursor.close()
         if custom:
             for unit in batch:
                 for run in unit.custom:
@@ -666,7 +676,12 @@ def _create_engine(url: str, pool_size: int) -> Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # On the driver's connection: one statement, no SQLAlchemy execution context.
+            driver = conn.connection.driver_connection
+            try:
+                driver.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+            except sqlite3.Error as exc:
+                raise wrap_driver_error(conn, None, "BEGIN IMMEDIATE", exc) from exc
 
         return engine
     # Pre-ping on checkout keeps reads (API, recovery) from meeting a connection the server

@@ -1,0 +1,162 @@
+"""Hot-path statements run on the DB-API cursor, compiled by SQLAlchemy once.
+
+The store writes a dozen-odd rows per message through a few INSERT and UPDATE statements.
+Executing them as SQLAlchemy Core statements costs more Python time than the database spends
+on them: every ``Connection.execute`` builds an execution context, looks up the compiled
+cache, runs the event hooks and converts each row's parameters (profiled: about a third of the
+engine's CPU time with SQLite). None of that changes from one batch to the next, so this
+module does it once per statement and set of parameter names, with SQLAlchemy's own compiler
+and type bind processors, and the batch goes straight to ``cursor.executemany``.
+
+A statement this module cannot vouch for (expanding or escaped parameter names) is left to
+SQLAlchemy: :func:`compile_for_driver` answers ``None``.
+"""
+
+from __future__ import annotations
+
+import operator
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+
+Params = tuple[Any, ...] | dict[str, Any]
+
+
+class DriverStatement:
+    """One statement compiled for one dialect and one set of row keys: the driver's SQL text
+    and the conversion of a row (``{key: value}``) into the driver's parameters."""
+
+    __slots__ = ("_convert", "sql")
+
+    def __init__(self, sql: str, convert: Callable[[dict[str, Any]], Params]) -> None:
+        self.sql = sql
+        self._convert = convert
+
+    def parameters(self, rows: Sequence[dict[str, Any]]) -> list[Params]:
+        convert = self._convert
+        return [convert(row) for row in rows]
+
+    def run(self, conn: Connection, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
+        """Execute for ``rows`` on ``cursor`` (a cursor of ``conn``'s DB-API connection). A
+        driver error is raised as SQLAlchemy's (``OperationalError``, ``IntegrityError``...),
+        so retry logic sees the same exceptions as for Core statements."""
+        try:
+            if len(rows) == 1:
+                cursor.execute(self.sql, self._convert(rows[0]))
+            else:
+                cursor.executemany(self.sql, self.parameters(rows))
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise wrap_driver_error(conn, cursor, self.sql, exc) from exc
+
+
+def wrap_driver_error(conn: Connection, cursor: Any, sql: str, exc: Any) -> sa.exc.StatementError:
+    """``exc`` as SQLAlchemy would have raised it; a lost connection is invalidated, as
+    SQLAlchemy does, so it is never handed out again."""
+    dialect = conn.dialect
+    try:
+        lost = bool(dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor))
+    except Exception:  # the connection is too broken to ask: treat it as lost
+        lost = True
+    if lost and not conn.invalidated:
+        conn.invalidate(exc)
+    wrapped: sa.exc.StatementError = sa.exc.DBAPIError.instance(
+        sql, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost
+    )
+    return wrapped
+
+
+def compile_for_driver(
+    statement: Any, keys: tuple[str, ...], dialect: Dialect
+) -> DriverStatement | None:
+    """Compile ``statement`` for rows with exactly ``keys``; ``None`` if it needs SQLAlchemy.
+
+    Keys starting with ``b_`` are WHERE-clause ``bindparam`` names; the others are the
+    columns inserted or set. Literal values in the statement (``.values(PROCESSED=True)``)
+    are bound as SQLAlchemy binds them, and every value goes through its column type's bind
+    processor for this dialect (SQLite's DATETIME to text, for one)."""
+    columns = [key for key in keys if not key.startswith("b_")]
+    compiled = statement.compile(dialect=dialect, column_keys=columns)
+    sql = compiled.string
+    if "POSTCOMPILE" in sql or getattr(compiled, "escaped_bind_names", None):
+        return None
+    binds = compiled.binds
+    names: list[str] = list(compiled.positiontup) if compiled.positional else list(binds)
+    constants = {name: binds[name].effective_value for name in names if name not in keys}
+    if len(set(names) - set(constants)) != len(keys) or not set(keys) <= set(names):
+        return None
+    processors = [
+        (index, processor)
+        for index, name in enumerate(names)
+        if (processor := _bind_processor(binds[name], dialect)) is not None
+    ]
+    for name, value in constants.items():
+        processor = _bind_processor(binds[name], dialect)
+        constants[name] = processor(value) if processor is not None else value
+    convert = _converter(names, constants, processors, compiled.positional)
+    return DriverStatement(sql, convert)
+
+
+def _bind_processor(bind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The conversion SQLAlchemy applies to this parameter's values for ``dialect``."""
+    processor: Callable[[Any], Any] | None = bind.type.dialect_impl(dialect).bind_processor(dialect)
+    return processor
+
+
+def _converter(
+    names: list[str],
+    constants: dict[str, Any],
+    processors: list[tuple[int, Callable[[Any], Any]]],
+    positional: bool,
+) -> Callable[[dict[str, Any]], Params]:
+    if constants:
+        # Rare (a literal in the statement): merge and take the general path.
+        inner = _converter(names, {}, processors, positional)
+        return lambda row: inner({**constants, **row})
+    if len(names) == 1:
+        only = names[0]
+        get: Callable[[dict[str, Any]], tuple[Any, ...]] = lambda row: (row[only],)  # noqa: E731
+    else:
+        get = operator.itemgetter(*names)
+    if positional:
+        if not processors:
+            return get
+
+        def positional_values(row: dict[str, Any]) -> tuple[Any, ...]:
+            values = list(get(row))
+            for index, processor in processors:
+                values[index] = processor(values[index])
+            return tuple(values)
+
+        return positional_values
+    if not processors:
+        return lambda row: row  # the row's keys are the statement's parameter names
+    named_processors = [(names[index], processor) for index, processor in processors]
+
+    def named_values(row: dict[str, Any]) -> dict[str, Any]:
+        values = dict(row)
+        for name, processor in named_processors:
+            values[name] = processor(values[name])
+        return values
+
+    return named_values
+
+
+class DriverStatements:
+    """Per-store cache of :class:`DriverStatement` by statement and row keys. Statements are
+    held weakly: an undeployed channel's statements leave the cache with it."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._cache: weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], DriverStatement | None]]
+        self._cache = weakref.WeakKeyDictionary()
+
+    def get(self, statement: Any, keys: tuple[str, ...]) -> DriverStatement | None:
+        by_keys = self._cache.get(statement)
+        if by_keys is None:
+            by_keys = self._cache.setdefault(statement, {})
+        if keys not in by_keys:
+            by_keys[keys] = compile_for_driver(statement, keys, self._dialect)
+        return by_keys[keys]

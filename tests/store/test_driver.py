@@ -1,0 +1,93 @@
+"""Statements the store runs on the DB-API cursor must write exactly what SQLAlchemy would:
+the same values read back through SQLAlchemy, the same exceptions for retry logic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from pannier.store.driver import DriverStatements, compile_for_driver
+
+metadata = sa.MetaData()
+table = sa.Table(
+    "driver_check",
+    metadata,
+    sa.Column("ID", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("WHEN_SEEN", sa.DateTime(timezone=True)),
+    sa.Column("FLAG", sa.Boolean),
+    sa.Column("NAME", sa.Text),
+)
+
+
+@pytest.fixture
+def engine(db_url: str):
+    engine = sa.create_engine(db_url)
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def when(n: int, dialect: str) -> datetime:
+    # MariaDB's DATETIME keeps whole seconds (as Mirth's schema declares it there).
+    micro = 0 if dialect in ("mysql", "mariadb") else 123456
+    value = datetime(2026, 11, 23, 10, n, 5, micro, tzinfo=UTC)
+    return value if dialect == "postgresql" else value.replace(tzinfo=None)
+
+
+def test_rows_read_back_as_sqlalchemy_wrote_them(engine: sa.Engine) -> None:
+    dialect = engine.dialect
+    insert = sa.insert(table)
+    keys = ("ID", "WHEN_SEEN", "FLAG", "NAME")
+    compiled = compile_for_driver(insert, keys, dialect)
+    assert compiled is not None
+    rows = [
+        {"ID": n, "WHEN_SEEN": when(n, dialect.name), "FLAG": n % 2 == 0, "NAME": f"<é&{n}>"}
+        for n in range(1, 4)
+    ]
+    mark = sa.update(table).where(table.c.ID == sa.bindparam("b_id")).values(FLAG=True)
+    rename = sa.update(table).where(table.c.ID == sa.bindparam("b_id"))
+    with engine.begin() as conn:
+        cursor = conn.connection.cursor()
+        compiled.run(conn, cursor, rows[:1])  # one row: execute
+        compiled.run(conn, cursor, rows[1:])  # several: executemany
+        marked = compile_for_driver(mark, ("b_id",), dialect)
+        renamed = compile_for_driver(rename, ("b_id", "NAME"), dialect)
+        assert marked is not None and renamed is not None
+        marked.run(conn, cursor, [{"b_id": 1}])  # the literal TRUE in the statement is bound
+        renamed.run(conn, cursor, [{"b_id": 2, "NAME": "two"}, {"b_id": 3, "NAME": None}])
+        cursor.close()
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(table).order_by(table.c.ID)).all()
+    assert [tuple(row) for row in stored] == [
+        (1, when(1, dialect.name), True, "<é&1>"),
+        (2, when(2, dialect.name), True, "two"),
+        (3, when(3, dialect.name), False, None),
+    ]
+
+
+def test_driver_errors_are_raised_as_sqlalchemy_errors(engine: sa.Engine) -> None:
+    compiled = compile_for_driver(sa.insert(table), ("ID", "NAME"), engine.dialect)
+    assert compiled is not None
+    with engine.connect() as conn:
+        conn.begin()
+        cursor = conn.connection.cursor()
+        compiled.run(conn, cursor, [{"ID": 7, "NAME": "first"}])
+        with pytest.raises(sa.exc.IntegrityError):
+            compiled.run(conn, cursor, [{"ID": 7, "NAME": "again"}])
+        conn.rollback()
+
+
+def test_statements_it_cannot_vouch_for_are_left_to_sqlalchemy(engine: sa.Engine) -> None:
+    expanding = sa.delete(table).where(table.c.ID.in_(sa.bindparam("b_ids", expanding=True)))
+    assert compile_for_driver(expanding, ("b_ids",), engine.dialect) is None
+    # Keys the statement does not bind are refused rather than silently dropped.
+    assert compile_for_driver(sa.insert(table), ("ID", "NOT_A_COLUMN"), engine.dialect) is None
+
+
+def test_cache_compiles_once_per_statement_and_keys(engine: sa.Engine) -> None:
+    statements = DriverStatements(engine.dialect)
+    insert = sa.insert(table)
+    first = statements.get(insert, ("ID", "NAME"))
+    assert statements.get(insert, ("ID", "NAME")) is first
+    assert statements.get(insert, ("ID", "FLAG")) is not first
