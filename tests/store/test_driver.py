@@ -91,3 +91,51 @@ def test_cache_compiles_once_per_statement_and_keys(engine: sa.Engine) -> None:
     first = statements.get(insert, ("ID", "NAME"))
     assert statements.get(insert, ("ID", "NAME")) is first
     assert statements.get(insert, ("ID", "FLAG")) is not first
+
+
+@pytest.mark.parametrize("driver", ["pymysql", "mysqldb"])
+def test_mariadb_multi_statement_batches_keep_every_value_intact(
+    mysql_url: str, driver: str
+) -> None:
+    """One round trip for a batch: values are inlined by the driver's own escaping, so quotes,
+    backslashes, ``%`` and statement separators in content are stored as sent, and an error
+    in any statement of the text is raised."""
+    if driver == "mysqldb":
+        pytest.importorskip(
+            "MySQLdb", reason="mysqlclient (pannier-core[mysqlclient]) not installed"
+        )
+    from pannier.store.driver import run_multi_statement
+    from pannier.store.store import _create_engine
+
+    url = mysql_url.replace("mysql+pymysql://", f"mysql+{driver}://")
+    engine = _create_engine(url, 2)
+    metadata.create_all(engine)
+    nasty = ["it's", 'say "hi"', "back\\slash", "100%s %(x)s", "'; DROP TABLE driver_check; --"]
+    insert = compile_for_driver(sa.insert(table), ("ID", "NAME"), engine.dialect)
+    rename = compile_for_driver(
+        sa.update(table).where(table.c.ID == sa.bindparam("b_id")), ("b_id", "NAME"), engine.dialect
+    )
+    assert insert is not None and rename is not None
+    with engine.begin() as conn:
+        cursor = conn.connection.cursor()
+        statements = insert.literal_sql(
+            cursor, [{"ID": n, "NAME": text} for n, text in enumerate(nasty)]
+        )
+        statements += rename.literal_sql(cursor, [{"b_id": 0, "NAME": nasty[0] + "!"}])
+        assert len(statements) == 2  # one multi-row INSERT, one UPDATE
+        run_multi_statement(conn, cursor, statements)
+        duplicate = insert.literal_sql(cursor, [{"ID": 99, "NAME": "x"}, {"ID": 1, "NAME": "dup"}])
+        with pytest.raises(sa.exc.IntegrityError):
+            run_multi_statement(
+                conn, cursor, rename.literal_sql(cursor, [{"b_id": 2, "NAME": "y"}]) + duplicate
+            )
+        cursor.close()
+        conn.rollback()
+    with engine.begin() as conn:
+        cursor = conn.connection.cursor()
+        run_multi_statement(conn, cursor, statements)
+        cursor.close()
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(table.c.ID, table.c.NAME)).all())
+    engine.dispose()
+    assert stored == {0: nasty[0] + "!", **{n: text for n, text in enumerate(nasty) if n}}

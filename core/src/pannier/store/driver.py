@@ -39,6 +39,17 @@ class DriverStatement:
         convert = self._convert
         return [convert(row) for row in rows]
 
+    def literal_sql(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
+        """MariaDB/MySQL: the statements for ``rows`` with their values inlined by the driver's
+        own escaping (``cursor.mogrify``), to be sent together as one multi-statement text.
+        An INSERT becomes one multi-row INSERT; other statements one statement per row."""
+        mogrify = cursor.mogrify
+        convert = self._convert
+        head, values = _split_values(self.sql)
+        if values is not None:
+            return [head + ", ".join([mogrify(values, convert(row)) for row in rows])]
+        return [mogrify(self.sql, convert(row)) for row in rows]
+
     def run(self, conn: Connection, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
         """Execute for ``rows`` on ``cursor`` (a cursor of ``conn``'s DB-API connection). A
         driver error is raised as SQLAlchemy's (``OperationalError``, ``IntegrityError``...),
@@ -50,6 +61,27 @@ class DriverStatement:
                 cursor.executemany(self.sql, self.parameters(rows))
         except conn.dialect.loaded_dbapi.Error as exc:
             raise wrap_driver_error(conn, cursor, self.sql, exc) from exc
+
+
+def _split_values(sql: str) -> tuple[str, str | None]:
+    """``INSERT ... VALUES (...)`` as ``("INSERT ... VALUES ", "(...)")``; other statements
+    as ``(sql, None)``."""
+    head, marker, values = sql.rpartition(" VALUES ")
+    if not sql.startswith("INSERT ") or not marker or not values.startswith("("):
+        return sql, None
+    return head + marker, values
+
+
+def run_multi_statement(conn: Connection, cursor: Any, statements: list[str]) -> None:
+    """Send ``statements`` (SQL texts with their values inlined) in one round trip and read
+    every result, so an error in any of them is raised here (as SQLAlchemy's)."""
+    sql = ";\n".join(statements)
+    try:
+        cursor.execute(sql)
+        while cursor.nextset():
+            pass
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise wrap_driver_error(conn, cursor, sql[:1000], exc) from exc
 
 
 def wrap_driver_error(conn: Connection, cursor: Any, sql: str, exc: Any) -> sa.exc.StatementError:

@@ -14,7 +14,6 @@ import sqlite3
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,16 +27,17 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from pannier.sequences import SequenceAllocator
 from pannier.store import schema, setup
-from pannier.store.driver import DriverStatements, wrap_driver_error
+from pannier.store.driver import DriverStatements, run_multi_statement, wrap_driver_error
 from pannier.store.statistics import COLUMNS, Deltas
 
 log = logging.getLogger("pannier.store")
 T = TypeVar("T")
-Batcher = Callable[[Connection, list[dict[str, Any]]], None]
 
 # Statement priorities inside one batch: parents before children, inserts before updates.
 INSERT_MESSAGE, INSERT_CONNECTOR, INSERT_CONTENT, INSERT_METADATA = 0, 1, 2, 3
 UPDATE_CONNECTOR, UPDATE_MESSAGE = 4, 5
+#: Largest multi-statement text sent at once (MariaDB's max_allowed_packet is 16 MiB).
+MULTI_STATEMENT_BYTES = 4 * 1024 * 1024
 
 
 class StoreError(Exception):
@@ -161,11 +161,6 @@ class ChannelStore:
             .where(t.message.c.ID == sa.bindparam("b_message_id"))
             .values(PROCESSED=True)
         )
-        if store.dialect in ("mysql", "mariadb"):
-            # PyMySQL runs an UPDATE executemany as one round trip per row (only INSERTs are
-            # rewritten to one multi-row statement): a batch's updates become one statement.
-            store.register_batcher(self.update_connector, self._update_connectors_mysql)
-            store.register_batcher(self.mark_processed, self._mark_processed_mysql)
         self._metadata_columns: tuple[str, ...] = ()
         self._insert_metadata: Any = None
 
@@ -245,43 +240,6 @@ class ChannelStore:
         row.update({name: values.get(name) for name in self._metadata_columns})
         unit.add(INSERT_METADATA, self._insert_metadata, row)
 
-    def _update_connectors_mysql(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        """Several connector-row updates as one ``UPDATE ... SET c = CASE MESSAGE_ID WHEN ..
-        THEN .. END WHERE ID = ? AND MESSAGE_ID IN (..)`` per metadata id (one round trip).
-        Every row of ``rows`` sets the same columns (the batch groups them so)."""
-        table = _quoted_mysql(self.tables.connector_message.name)
-        columns = [name for name in rows[0] if not name.startswith("b_")]
-        by_connector: dict[int, dict[int, dict[str, Any]]] = {}
-        for row in rows:
-            # A later update of the same row in one batch wins, as executing them in order.
-            by_connector.setdefault(row["b_metadata_id"], {})[row["b_message_id"]] = row
-        for metadata_id, by_message in by_connector.items():
-            sets, params = [], []
-            for column in columns:
-                whens = " ".join(["WHEN %s THEN %s"] * len(by_message))
-                sets.append(f"{_quoted_mysql(column)} = CASE `MESSAGE_ID` {whens} END")
-                for message_id, row in by_message.items():
-                    params += [message_id, row[column]]
-            marks = ", ".join(["%s"] * len(by_message))
-            conn.exec_driver_sql(
-                # FORCE INDEX: point lookups on the primary key, so InnoDB locks just these
-                # rows (a range over the MESSAGE_ID index takes gap locks that deadlock
-                # with concurrent inserts of new messages).
-                f"UPDATE {table} FORCE INDEX (PRIMARY) SET {', '.join(sets)} "
-                f"WHERE `ID` = %s AND `MESSAGE_ID` IN ({marks})",
-                (*params, metadata_id, *by_message),
-            )
-
-    def _mark_processed_mysql(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        """``PROCESSED = TRUE`` for several messages in one statement."""
-        ids = sorted({row["b_message_id"] for row in rows})
-        marks = ", ".join(["%s"] * len(ids))
-        table = _quoted_mysql(self.tables.message.name)
-        conn.exec_driver_sql(
-            f"UPDATE {table} FORCE INDEX (PRIMARY) SET `PROCESSED` = 1 WHERE `ID` IN ({marks})",
-            tuple(ids),
-        )
-
     def flush_statistics(self, conn: Connection, server_id: str, deltas: Deltas) -> None:
         """Write statistic deltas: aggregate row first, then connector rows (MIRTH-3042)."""
         table = self.tables.statistics
@@ -341,21 +299,12 @@ class Store:
         self._running = False
         self.metadata = sa.MetaData()
         schema.core_tables(self.metadata)
-        self._batchers: dict[int, tuple[weakref.ref[Any], weakref.WeakMethod[Batcher]]] = {}
         self._driver_statements = DriverStatements(self.engine.dialect)
-
-    def register_batcher(self, statement: Any, batcher: Batcher) -> None:
-        """Write several rows of ``statement`` with ``batcher`` (one statement) rather than
-        an ``executemany`` (where the driver would make a round trip a row). Held weakly: a
-        channel store that is gone takes its entries with it, and a recycled ``id()`` never
-        finds another statement's batcher."""
-        self._batchers[id(statement)] = (weakref.ref(statement), weakref.WeakMethod(batcher))
-
-    def _batcher_for(self, statement: Any) -> Batcher | None:
-        entry = self._batchers.get(id(statement))
-        if entry is None or entry[0]() is not statement:
-            return None
-        return entry[1]()
+        # MariaDB/MySQL answer each statement in its own round trip (their drivers rewrite
+        # only INSERTs into one statement): a batch's statements go out as one
+        # multi-statement text instead (_create_engine enables them on the store's
+        # connections), so a batch costs one round trip and its commit.
+        self._multi_statement = self.dialect in ("mysql", "mariadb")
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -611,28 +560,35 @@ class Store:
                     groups[key] = (statement, [])
                 groups[key][1].append(params)
         cursor = conn.connection.cursor()  # this transaction's DB-API connection
+        pending: list[str] = []  # MariaDB/MySQL: statements to send in one round trip
+        size = 0
         try:
             for key in sorted(groups, key=lambda k: k[0]):
                 statement, rows = groups[key]
-                batcher = self._batcher_for(statement) if len(rows) > 1 else None
-                if batcher is not None:
-                    batcher(conn, rows)
-                    continue
                 compiled = self._driver_statements.get(statement, tuple(rows[0]))
+                if compiled is not None and self._multi_statement:
+                    for sql in compiled.literal_sql(cursor, rows):
+                        pending.append(sql)
+                        size += len(sql)
+                    if size >= MULTI_STATEMENT_BYTES:  # well inside max_allowed_packet
+                        run_multi_statement(conn, cursor, pending)
+                        pending, size = [], 0
+                    continue
+                if pending:
+                    run_multi_statement(conn, cursor, pending)
+                    pending, size = [], 0
                 if compiled is not None:
                     compiled.run(conn, cursor, rows)
                 else:
                     conn.execute(statement, rows if len(rows) > 1 else rows[0])
+            if pending:
+                run_multi_statement(conn, cursor, pending)
         finally:
             cursor.close()
         if custom:
             for unit in batch:
                 for run in unit.custom:
                     run(conn)
-
-
-def _quoted_mysql(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _use_wal(cursor: Any) -> None:
@@ -687,9 +643,25 @@ def _create_engine(url: str, pool_size: int) -> Engine:
     # Pre-ping on checkout keeps reads (API, recovery) from meeting a connection the server
     # ended. The hot path does not pay it: committers keep their connections (_Writer) and
     # retry a batch on a fresh one when theirs is lost.
+    connect_args: dict[str, Any] = {}
+    if url.startswith(("mysql", "mariadb")):
+        # FOUND_ROWS (SQLAlchemy's own choice: rowcount = rows matched) and MULTI_STATEMENTS
+        # (Store._execute sends a batch as one text; every value in it is escaped by the
+        # driver, never pasted).
+        connect_args["client_flag"] = _CLIENT_FOUND_ROWS | _CLIENT_MULTI_STATEMENTS
     return sa.create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=3600
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=3600,
+        connect_args=connect_args,
     )
+
+
+# MySQL client capability flags (the protocol's values, the same for every driver).
+_CLIENT_FOUND_ROWS = 1 << 1
+_CLIENT_MULTI_STATEMENTS = 1 << 16
 
 
 #: Error codes that mean "try again": MySQL/MariaDB deadlock, lock wait timeout, server gone
