@@ -69,7 +69,7 @@ STANDARD: list[tuple[str, list[str]]] = [
     ("idle, 10 channels", ["--scenario", "idle", "--channels", "10"]),
 ]
 
-SAMPLE = Path(__file__).resolve().parents[4] / "tests" / "fixtures" / "hl7" / "adt_a01.hl7"
+SAMPLE = Path(__file__).resolve().parents[4] / "tests" / "fixtures" / "hl7" / "adt_a01_10seg.hl7"
 
 
 @dataclass
