@@ -20,6 +20,7 @@ echo server need are here.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -68,6 +69,15 @@ STANDARD: list[tuple[str, list[str]]] = [
     ),
     ("idle, 10 channels", ["--scenario", "idle", "--channels", "10"]),
 ]
+if importlib.util.find_spec("MySQLdb") is not None:  # pannier[mysqlclient] installed
+    _MYSQLCLIENT = ["--database", "mysql", "--mysql-driver", "mysqldb", "--storage", "DEVELOPMENT"]
+    STANDARD[-1:-1] = [
+        ("mysql (mysqlclient) DEVELOPMENT", _MYSQLCLIENT),
+        (
+            "mysql (mysqlclient) DEVELOPMENT at 300 msg/s",
+            [*_MYSQLCLIENT, "--rate", "300", "--messages", "3000"],
+        ),
+    ]
 
 SAMPLE = Path(__file__).resolve().parents[4] / "tests" / "fixtures" / "hl7" / "adt_a01_10seg.hl7"
 
@@ -452,9 +462,15 @@ def run_scenario(args: argparse.Namespace) -> Result:
         return result
 
     result.database, result.storage = args.database, args.storage
+    mysql_url = args.mysql_url
+    if args.mysql_driver:
+        scheme, _, rest = mysql_url.partition("://")
+        mysql_url = f"{scheme.split('+')[0]}+{args.mysql_driver}://{rest}"
+    if args.database == "mysql" and "+mysqldb" in mysql_url:
+        result.database = "mysql (mysqlclient)"
     with tempfile.TemporaryDirectory(prefix="pannier-bench-") as tmp:
         folder = Path(tmp)
-        server = args.mysql_url if args.database == "mysql" else args.postgres_url
+        server = mysql_url if args.database == "mysql" else args.postgres_url
         with database(args.database, folder, server) as url:
             channels = args.channels if args.scenario == "idle" else 1
             out = Path(tempfile.mkdtemp(dir=args.out_dir)) if args.out_dir else folder / "out"
@@ -614,6 +630,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="message store (a fresh database is created and dropped)",
     )
     parser.add_argument("--mysql-url", default=SERVERS["mysql"], help="MariaDB/MySQL server URL")
+    parser.add_argument(
+        "--mysql-driver",
+        choices=["pymysql", "mysqldb"],
+        help="the MariaDB/MySQL driver (default: the URL's); mysqldb is pannier[mysqlclient]",
+    )
     parser.add_argument("--postgres-url", default=SERVERS["postgres"], help="PostgreSQL server URL")
     parser.add_argument("--storage", choices=STORAGE_MODES, default="DEVELOPMENT")
     parser.add_argument("--messages", type=int, default=5000, help="messages to send (timed)")
