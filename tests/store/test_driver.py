@@ -135,7 +135,19 @@ def test_mariadb_multi_statement_batches_keep_every_value_intact(
         cursor = conn.connection.cursor()
         run_multi_statement(conn, cursor, statements)
         cursor.close()
+    # Large contents: the INSERT is cut so no text grows past ~max_bytes (TEXT holds 64 KiB).
+    big = [{"ID": 100 + n, "NAME": str(n) * 30_000} for n in range(6)]
+    with engine.begin() as conn:
+        cursor = conn.connection.cursor()
+        inserts = insert.literal_sql(cursor, big, max_bytes=70_000)
+        assert len(inserts) == 3 and max(len(sql) for sql in inserts) < 70_000
+        run_multi_statement(conn, cursor, inserts)
+        cursor.close()
     with engine.connect() as conn:
         stored = dict(conn.execute(sa.select(table.c.ID, table.c.NAME)).all())
     engine.dispose()
-    assert stored == {0: nasty[0] + "!", **{n: text for n, text in enumerate(nasty) if n}}
+    assert stored == {
+        0: nasty[0] + "!",
+        **{n: text for n, text in enumerate(nasty) if n},
+        **{row["ID"]: row["NAME"] for row in big},
+    }

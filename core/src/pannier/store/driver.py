@@ -39,16 +39,32 @@ class DriverStatement:
         convert = self._convert
         return [convert(row) for row in rows]
 
-    def literal_sql(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
+    def literal_sql(
+        self, cursor: Any, rows: Sequence[dict[str, Any]], max_bytes: int = 1_000_000
+    ) -> list[str]:
         """MariaDB/MySQL: the statements for ``rows`` with their values inlined by the driver's
         own escaping (``cursor.mogrify``), to be sent together as one multi-statement text.
-        An INSERT becomes one multi-row INSERT; other statements one statement per row."""
+        An INSERT becomes multi-row INSERTs; other statements one statement per row."""
         mogrify = cursor.mogrify
         convert = self._convert
         head, values = _split_values(self.sql)
-        if values is not None:
-            return [head + ", ".join([mogrify(values, convert(row)) for row in rows])]
-        return [mogrify(self.sql, convert(row)) for row in rows]
+        if values is None:
+            return [mogrify(self.sql, convert(row)) for row in rows]
+        # Rows are cut into INSERTs of about ``max_bytes`` (PyMySQL's own limit for the
+        # multi-row INSERTs it writes), so large messages never make a text the server's
+        # max_allowed_packet refuses.
+        statements: list[str] = []
+        chunk: list[str] = []
+        size = 0
+        for row in rows:
+            text = mogrify(values, convert(row))
+            if chunk and size + len(text) > max_bytes:
+                statements.append(head + ", ".join(chunk))
+                chunk, size = [], 0
+            chunk.append(text)
+            size += len(text) + 2
+        statements.append(head + ", ".join(chunk))
+        return statements
 
     def run(self, conn: Connection, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
         """Execute for ``rows`` on ``cursor`` (a cursor of ``conn``'s DB-API connection). A
