@@ -102,7 +102,7 @@ def test_mariadb_multi_statement_batches_keep_every_value_intact(
     in any statement of the text is raised."""
     if driver == "mysqldb":
         pytest.importorskip(
-            "MySQLdb", reason="mysqlclient (pannier-core[mysqlclient]) not installed"
+            "MySQLdb", reason="mysqlclient (pip install 'pannier[mysqlclient]') not installed"
         )
     from pannier.store.driver import run_multi_statement
     from pannier.store.store import _create_engine
