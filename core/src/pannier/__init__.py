@@ -18,6 +18,7 @@ from pannier.connectors import (
     Router,
     SendRequest,
     SourceConnector,
+    run_polls,
 )
 from pannier.datatypes import DataType, DataTypeSpec, MessageParseError
 from pannier.extensions import CliCommand, Route, Service
@@ -62,4 +63,5 @@ __all__ = [
     "__version__",
     "hookimpl",
     "render_template",
+    "run_polls",
 ]

@@ -17,8 +17,9 @@ Connectors run on trio. Blocking work (file or database I/O) goes to a worker th
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -27,6 +28,7 @@ import trio
 from pannier.model.status import Status
 
 ConnectorMode = Literal["source", "destination"]
+_log = logging.getLogger("pannier.connectors")
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,40 @@ class ConnectorSetup:
     """Polling sources (File Reader, Database Reader) call this before each poll and skip the
     poll when it returns False. A single engine always says yes; in a cluster only the node
     holding the channel's polling lease does, so exactly one node polls."""
+
+
+async def run_polls(
+    setup: ConnectorSetup,
+    poll: Callable[[], Awaitable[None]],
+    *,
+    interval: float,
+    on_start: bool = False,
+    who: str = "polling source",
+) -> None:
+    """Call ``poll()`` every ``interval`` seconds until cancelled: the loop of every polling
+    source (Mirth's ``pollConnectorProperties``, INTERVAL polling).
+
+    The first poll is at once when ``on_start`` (``pollOnStart``), else after one interval.
+    Each poll is skipped when ``setup.should_poll()`` says another node polls this channel
+    (or raises: logged, skipped). Nothing a poll raises stops the loop: it is logged and the
+    next poll comes at its time, so a database or directory that is away for a while only
+    costs the polls it missed."""
+    if not on_start:
+        await trio.sleep(interval)
+    while True:
+        try:
+            wanted = bool(setup.should_poll())
+        except Exception:
+            _log.exception(
+                "%s of channel %s: should_poll() raised; poll skipped", who, setup.channel_name
+            )
+            wanted = False
+        if wanted:
+            try:
+                await poll()
+            except Exception:
+                _log.exception("%s of channel %s: poll failed", who, setup.channel_name)
+        await trio.sleep(interval)
 
 
 @dataclass(frozen=True)

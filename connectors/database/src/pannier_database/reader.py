@@ -22,11 +22,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 import trio
-from pannier import ChannelStoppedError, ConnectorSetup, Dispatcher, RawMessage, SourceConnector
+from pannier import (
+    ChannelStoppedError,
+    ConnectorSetup,
+    Dispatcher,
+    RawMessage,
+    SourceConnector,
+    run_polls,
+)
 from pannier.properties import PropertyError, get_bool, get_int, get_str, resolve_charset
 
 from pannier_database.connection import create_engine, database_url, driver_message, shown
@@ -144,17 +152,13 @@ class DatabaseReader(SourceConnector):
         self._report("idle")
         task_status.started(shown(self.url))
         try:
-            if not self.poll_on_start:
-                await trio.sleep(self.polling_frequency)
-            while True:
-                if self._should_poll():
-                    try:
-                        await self.poll(dispatcher)
-                    except Exception:  # nothing a poll meets may stop the connector
-                        LOG.exception(
-                            "%s of channel %s: poll failed", WHO, self._setup.channel_name
-                        )
-                await trio.sleep(self.polling_frequency)
+            await run_polls(
+                self._setup,
+                partial(self.poll, dispatcher),
+                interval=self.polling_frequency,
+                on_start=self.poll_on_start,
+                who=WHO,
+            )
         finally:
             self.close()
             LOG.info("%s of channel %s stopped", WHO, self._setup.channel_name)
@@ -172,13 +176,6 @@ class DatabaseReader(SourceConnector):
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.dispose()
-
-    def _should_poll(self) -> bool:
-        try:
-            return bool(self._setup.should_poll())
-        except Exception:
-            LOG.exception("should_poll() raised; skipping this poll")
-            return False
 
     async def poll(self, dispatcher: Dispatcher) -> None:
         """One poll: select, dispatch every row (or one aggregate), run the post-process."""

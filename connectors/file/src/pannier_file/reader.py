@@ -22,6 +22,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from pannier import (
     RawMessage,
     SourceConnector,
     Status,
+    run_polls,
 )
 
 LOG = logging.getLogger("pannier.file")
@@ -226,21 +228,15 @@ class FileReader(SourceConnector):
         self._report("idle")
         task_status.started(str(self.directory))
         try:
-            if not self.poll_on_start:
-                await trio.sleep(self.polling_frequency)
-            while True:
-                if self._should_poll():
-                    await self.poll(dispatcher)
-                await trio.sleep(self.polling_frequency)
+            await run_polls(
+                self._setup,
+                partial(self.poll, dispatcher),
+                interval=self.polling_frequency,
+                on_start=self.poll_on_start,
+                who="File Reader",
+            )
         finally:
             LOG.info("File Reader of channel %s stopped", self._setup.channel_name)
-
-    def _should_poll(self) -> bool:
-        try:
-            return bool(self._setup.should_poll())
-        except Exception:
-            LOG.exception("should_poll() raised; skipping this poll")
-            return False
 
     async def poll(self, dispatcher: Dispatcher) -> None:
         """One poll: list, sort, and process every matching file in order."""
