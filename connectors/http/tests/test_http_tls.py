@@ -33,7 +33,7 @@ async def test_https_round_trip(
     recorder = recorder_factory(respond=lambda raw: Response(Status.SENT, message="ACK"))
     port = await listen(recorder, **pki.listener())
     url = f"https://127.0.0.1:{port}/in"
-    response = await send(setup_factory, url, tlsEnabled=True, tlsCaFile=pki.ca)
+    response = await send(setup_factory, url, **pki.sender())
     assert (response.status, response.message) == (Status.SENT, "ACK")
     [raw] = recorder.messages
     assert raw.content == "MSH|x"
@@ -44,14 +44,11 @@ async def test_https_round_trip(
 async def test_mutual_tls_with_a_client_certificate(
     listen: Any, recorder_factory: Any, setup_factory: Any, pki: Any, mode: str
 ) -> None:
-    port = await listen(recorder_factory(), **pki.listener(tlsCaFile=pki.ca, tlsClientAuth=mode))
+    port = await listen(recorder_factory(), **pki.listener(mode))
     response = await send(
         setup_factory,
         f"https://localhost:{port}/",
-        tlsEnabled=True,
-        tlsCaFile=pki.ca,
-        tlsCertFile=pki.client_cert,
-        tlsKeyFile=pki.client_key,
+        **pki.sender("client"),
     )
     assert (response.status, response.message) == (Status.SENT, "OK")
 
@@ -60,17 +57,14 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate(
     listen: Any, recorder_factory: Any, setup_factory: Any, pki: Any
 ) -> None:
     recorder = recorder_factory()
-    props = pki.listener(tlsCaFile=pki.ca, tlsClientAuth="required")
+    props = pki.listener("required")
     port = await listen(recorder, **props)
     url = f"https://127.0.0.1:{port}/"
-    refused = await send(setup_factory, url, tlsEnabled=True, tlsCaFile=pki.ca)
+    refused = await send(setup_factory, url, **pki.sender())
     stranger = await send(
         setup_factory,
         url,
-        tlsEnabled=True,
-        tlsCaFile=pki.ca,
-        tlsCertFile=pki.stranger_cert,
-        tlsKeyFile=pki.stranger_key,
+        **pki.sender("stranger"),
     )
     for response in (refused, stranger):
         assert response.status is Status.QUEUED, response
@@ -79,10 +73,7 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate(
     good = await send(
         setup_factory,
         url,
-        tlsEnabled=True,
-        tlsCaFile=pki.ca,
-        tlsCertFile=pki.client_cert,
-        tlsKeyFile=pki.client_key,
+        **pki.sender("client"),
     )
     assert good.status is Status.SENT
 
@@ -103,9 +94,7 @@ async def test_plain_http_and_garbage_do_not_hurt_an_https_listener(
         except trio.BrokenResourceError:
             pass
     await raw.aclose()
-    good = await send(
-        setup_factory, f"https://127.0.0.1:{port}/", tlsEnabled=True, tlsCaFile=pki.ca
-    )
+    good = await send(setup_factory, f"https://127.0.0.1:{port}/", **pki.sender())
     assert good.status is Status.SENT
     assert len(recorder.messages) == 1
 
@@ -126,7 +115,7 @@ async def test_wrong_ca_is_a_clear_queued_error(
 
 
 async def test_tls_enabled_refuses_a_plain_http_url(setup_factory: Any, pki: Any) -> None:
-    response = await send(setup_factory, "http://127.0.0.1:9/in", tlsEnabled=True, tlsCaFile=pki.ca)
+    response = await send(setup_factory, "http://127.0.0.1:9/in", **pki.sender())
     assert response.status is Status.ERROR
     assert "tlsEnabled is true but the URL 'http://127.0.0.1:9/in' is not https://" in (
         response.error

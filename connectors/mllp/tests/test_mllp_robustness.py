@@ -93,7 +93,7 @@ async def test_thousands_of_bad_connections(
         "maxFrameSize": 1024,
     }
     if pki is not None:
-        props.update(tlsEnabled=True, tlsCertFile=pki.server_cert, tlsKeyFile=pki.server_key)
+        props.update(pki.listener())
     listener = TcpListener(_setup(props))
     rng = random.Random(2026)
     batch = 200

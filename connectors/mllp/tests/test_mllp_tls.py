@@ -42,7 +42,7 @@ async def test_tls_round_trip(
 ) -> None:
     recorder = recorder_factory(respond=lambda raw: "MSA|AA|" + raw.content[:8])
     running = await listen(recorder, **pki.listener())
-    response = await send_once(make_sender, running.port, tlsEnabled=True, tlsCaFile=pki.ca)
+    response = await send_once(make_sender, running.port, **pki.sender())
     assert (response.status, response.message) == (Status.SENT, "MSA|AA|MSH|^~\\&")
     [raw] = recorder.messages
     assert raw.content == "MSH|^~\\&|TLS\r"
@@ -55,7 +55,7 @@ async def test_tls_kept_open_connection_is_reused(
 ) -> None:
     recorder = recorder_factory()
     running = await listen(recorder, **pki.listener())
-    sender = make_sender(keepConnectionOpen=True, tlsEnabled=True, tlsCaFile=pki.ca)
+    sender = make_sender(keepConnectionOpen=True, **pki.sender())
     for _ in range(3):
         response = await sender.send(request(running.port))
         assert (response.status, response.message) == (Status.SENT, "ACK")
@@ -73,10 +73,7 @@ async def test_mutual_tls_accepts_a_client_certificate_from_the_ca(
     response = await send_once(
         make_sender,
         running.port,
-        tlsEnabled=True,
-        tlsCaFile=pki.ca,
-        tlsCertFile=pki.client_cert,
-        tlsKeyFile=pki.client_key,
+        **pki.sender("client"),
     )
     assert (response.status, response.message) == (Status.SENT, "ACK")
 
@@ -87,14 +84,11 @@ async def test_mutual_tls_refuses_clients_without_a_good_certificate(
     caplog.set_level(logging.WARNING, logger="pannier.mllp")
     recorder = recorder_factory()
     running = await listen(recorder, **pki.listener("required"))
-    no_cert = await send_once(make_sender, running.port, tlsEnabled=True, tlsCaFile=pki.ca)
+    no_cert = await send_once(make_sender, running.port, **pki.sender())
     stranger = await send_once(
         make_sender,
         running.port,
-        tlsEnabled=True,
-        tlsCaFile=pki.ca,
-        tlsCertFile=pki.stranger_cert,
-        tlsKeyFile=pki.stranger_key,
+        **pki.sender("stranger"),
     )
     for response in (no_cert, stranger):
         # Refused like any other connection failure: QUEUED, so the queue retries it.
@@ -108,10 +102,7 @@ async def test_mutual_tls_refuses_clients_without_a_good_certificate(
     good = await send_once(
         make_sender,
         running.port,
-        tlsEnabled=True,
-        tlsCaFile=pki.ca,
-        tlsCertFile=pki.client_cert,
-        tlsKeyFile=pki.client_key,
+        **pki.sender("client"),
     )
     assert good.status is Status.SENT
     await wait_idle(running.listener)
@@ -121,15 +112,12 @@ async def test_optional_client_auth_accepts_no_certificate_but_not_a_bad_one(
     listen: Any, recorder_factory: Any, make_sender: Any, pki: Any
 ) -> None:
     running = await listen(recorder_factory(), **pki.listener("optional"))
-    anonymous = await send_once(make_sender, running.port, tlsEnabled=True, tlsCaFile=pki.ca)
+    anonymous = await send_once(make_sender, running.port, **pki.sender())
     assert anonymous.status is Status.SENT
     stranger = await send_once(
         make_sender,
         running.port,
-        tlsEnabled=True,
-        tlsCaFile=pki.ca,
-        tlsCertFile=pki.stranger_cert,
-        tlsKeyFile=pki.stranger_key,
+        **pki.sender("stranger"),
     )
     assert stranger.status is Status.QUEUED
 
@@ -155,7 +143,7 @@ async def test_plain_text_and_stalled_clients_do_not_hurt_a_tls_listener(
     # A client that connects and never starts the handshake holds its slot only so long.
     silent = await trio.open_tcp_stream("127.0.0.1", running.port)
     # A TLS client is served meanwhile.
-    response = await send_once(make_sender, running.port, tlsEnabled=True, tlsCaFile=pki.ca)
+    response = await send_once(make_sender, running.port, **pki.sender())
     assert (response.status, response.message) == (Status.SENT, "ACK")
     with trio.fail_after(5), contextlib.suppress(trio.BrokenResourceError):
         assert await silent.receive_some() == b""  # closed by the listener after 300 ms
@@ -188,16 +176,12 @@ async def test_hostname_verification(
         recorder_factory(), tlsEnabled=True, tlsCertFile=pki.named_cert, tlsKeyFile=pki.named_key
     )
     # The certificate names "localhost" only: reaching it as 127.0.0.1 fails the check...
-    by_address = await send_once(make_sender, running.port, tlsEnabled=True, tlsCaFile=pki.ca)
+    by_address = await send_once(make_sender, running.port, **pki.sender())
     assert by_address.status is Status.QUEUED
     assert "certificate verify failed" in by_address.error and "127.0.0.1" in by_address.error
     # ...unless the check is turned off (the chain is still verified),
-    unchecked = await send_once(
-        make_sender, running.port, tlsEnabled=True, tlsCaFile=pki.ca, tlsVerifyHostname=False
-    )
+    unchecked = await send_once(make_sender, running.port, **pki.sender(), tlsVerifyHostname=False)
     assert unchecked.status is Status.SENT
     # ...or the name it carries is used.
-    by_name = await send_once(
-        make_sender, running.port, "localhost", tlsEnabled=True, tlsCaFile=pki.ca
-    )
+    by_name = await send_once(make_sender, running.port, "localhost", **pki.sender())
     assert by_name.status is Status.SENT
