@@ -162,3 +162,43 @@ def test_tls_error_text_is_short_and_plain() -> None:
     )
     plain = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
     assert tls_error_text(plain) == "[SSL: WRONG_VERSION_NUMBER] wrong version number"
+
+
+async def test_accept_tls_gives_the_tls_stream_or_none_with_the_reason_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    import trio
+    import trio.testing
+    from pannier.net import accept_tls
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    log = logging.getLogger("pannier.test")
+
+    async def accept(client_speaks: bytes | None) -> Any:
+        server_side, client_side = trio.testing.memory_stream_pair()
+        client = trio.SSLStream(client_side, client_context, server_hostname="localhost")
+        async with trio.open_nursery() as nursery:
+            if client_speaks is None:
+                nursery.start_soon(client.do_handshake)
+            elif client_speaks:
+                nursery.start_soon(client_side.send_all, client_speaks)
+            result = await accept_tls(
+                server_side, server_context, limit=0.5, label="peer:1", log=log
+            )
+            nursery.cancel_scope.cancel()
+        return result
+
+    plain = trio.testing.memory_stream_pair()[0]
+    assert await accept_tls(plain, None, limit=1, label="x", log=log) is plain  # TLS off
+    assert isinstance(await accept(None), trio.SSLStream)
+    assert await accept(b"MSH|plain text, not a ClientHello\r\n" * 10) is None
+    assert await accept(b"") is None  # says nothing: given up after the limit
+    messages = [r.getMessage() for r in caplog.records if r.name == "pannier.test"]
+    assert any(m.startswith("TLS handshake with peer:1 failed:") for m in messages), messages
+    assert "TLS handshake with peer:1 not done within 0.5 s; closing" in messages

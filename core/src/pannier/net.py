@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import ssl
@@ -167,6 +168,34 @@ def tls_error_text(exc: BaseException) -> str:
             return text.strip() or (seen.reason or type(seen).__name__).lower()
         seen = seen.__cause__ or seen.__context__
     return _SSL_LOCATION.sub("", str(exc)).strip() or type(exc).__name__
+
+
+async def accept_tls(
+    sock: trio.SocketStream,
+    context: ssl.SSLContext | None,
+    *,
+    limit: float,
+    label: str,
+    log: logging.Logger,
+) -> trio.abc.Stream | None:
+    """The stream a listener talks on for an accepted connection: ``sock`` itself without TLS
+    (``context`` None), else a TLS stream once the server-side handshake is done.
+
+    ``None`` when the handshake failed or took more than ``limit`` seconds; the reason is
+    logged on ``log`` (the connector's logger) with the peer's ``label``. Call it in the
+    connection's own task: a client that never finishes its handshake holds up only itself."""
+    if context is None:
+        return sock
+    stream = trio.SSLStream(sock, context, server_side=True)
+    with trio.move_on_after(limit):
+        try:
+            await stream.do_handshake()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            log.warning("TLS handshake with %s failed: %s", label, tls_error_text(exc))
+            return None
+        return stream
+    log.warning("TLS handshake with %s not done within %g s; closing", label, limit)
+    return None
 
 
 async def receive_some_or_eof(stream: trio.abc.ReceiveStream, max_bytes: int) -> bytes:

@@ -26,6 +26,7 @@ from pannier import ChannelStoppedError, ConnectorSetup, Dispatcher, RawMessage,
 from pannier.model.status import Status
 from pannier.net import (
     TLS_LISTENER_DEFAULTS,
+    accept_tls,
     open_listeners,
     receive_some_or_eof,
     server_ssl_context,
@@ -211,7 +212,13 @@ class HttpListener(SourceConnector):
             counted = True
             self._report("connected", remoteAddress=label)
             try:
-                stream = await self._secure(sock, label)
+                stream = await accept_tls(
+                    sock,
+                    self.ssl_context,
+                    limit=self.timeout if self.timeout > 0 else RESPONSE_WRITE_LIMIT,
+                    label=label,
+                    log=LOG,
+                )
                 if stream is None:
                     return
                 await self._serve(stream, dispatcher, peer, label)
@@ -229,23 +236,6 @@ class HttpListener(SourceConnector):
                 self._connections -= 1
                 self._report("connected" if self._connections else "idle")
             sock.socket.close()
-
-    async def _secure(self, sock: trio.SocketStream, label: str) -> trio.abc.Stream | None:
-        """The stream to talk on: ``sock`` itself, or a TLS stream once its handshake is done
-        (``None`` when the handshake failed or took too long; the reason is logged)."""
-        if self.ssl_context is None:
-            return sock
-        stream = trio.SSLStream(sock, self.ssl_context, server_side=True)
-        limit = self.timeout if self.timeout > 0 else RESPONSE_WRITE_LIMIT
-        with trio.move_on_after(limit):
-            try:
-                await stream.do_handshake()
-            except _BROKEN as exc:
-                LOG.warning("TLS handshake with %s failed: %s", label, tls_error_text(exc))
-                return None
-            return stream
-        LOG.warning("TLS handshake with %s not done within %g s; closing", label, limit)
-        return None
 
     async def _next_event(self, conn: h11.Connection, stream: trio.abc.Stream) -> Any:
         """The next h11 event; ``None`` when the client went quiet past ``timeout``."""

@@ -19,6 +19,7 @@ from pannier import (
 )
 from pannier.net import (
     TLS_LISTENER_DEFAULTS,
+    accept_tls,
     open_listeners,
     server_ssl_context,
     tls_error_text,
@@ -204,7 +205,9 @@ class TcpListener(SourceConnector):
             LOG.debug("connection from %s", label)
             self._report("connected", remoteAddress=label)
             try:
-                stream = await self._secure(sock, label)
+                stream = await accept_tls(
+                    sock, self.ssl_context, limit=self._limit, label=label, log=LOG
+                )
                 if stream is None:
                     return
                 with contextlib.suppress(_EndConnection):
@@ -222,22 +225,6 @@ class TcpListener(SourceConnector):
                 self._report("connected" if self._connections else "idle")
             sock.socket.close()
             LOG.debug("connection from %s closed", label)
-
-    async def _secure(self, sock: trio.SocketStream, label: str) -> trio.abc.Stream | None:
-        """The stream to talk on: ``sock`` itself, or a TLS stream once its handshake is done
-        (``None`` when the handshake failed or took too long; the reason is logged)."""
-        if self.ssl_context is None:
-            return sock
-        stream = trio.SSLStream(sock, self.ssl_context, server_side=True)
-        with trio.move_on_after(self._limit):
-            try:
-                await stream.do_handshake()
-            except _BROKEN as exc:
-                LOG.warning("TLS handshake with %s failed: %s", label, tls_error_text(exc))
-                return None
-            return stream
-        LOG.warning("TLS handshake with %s not done within %g s; closing", label, self._limit)
-        return None
 
     async def _serve(
         self,
