@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import trio
-from pannier.config import load_config
 from pannier.engine import Engine
+from pannier.testing.engine import engine_config
 
 StartEngine = Callable[..., Awaitable[Engine]]
 
@@ -26,16 +26,7 @@ def start_engine(nursery: trio.Nursery, tmp_path: Path) -> StartEngine:
         within: trio.Nursery | None = None,
     ) -> Engine:
         """``within``: run the engine in that nursery (cancel it to kill the engine)."""
-        folder = tmp_path / "channels"
-        folder.mkdir(exist_ok=True)
-        for index, text in enumerate(channels):
-            (folder / f"channel{index}.toml").write_text(text, encoding="utf-8")
-        path = tmp_path / "pannier.toml"
-        path.write_text(
-            f'[server]\ndata_dir = "var"\n[channels]\npaths = ["channels/*.toml"]\n{config}',
-            encoding="utf-8",
-        )
-        engine = Engine(load_config(path, environ={}), extra_plugins=plugins)
+        engine = Engine(engine_config(tmp_path, channels, config), extra_plugins=plugins)
         await (within or nursery).start(engine.run)
         return engine
 

@@ -12,8 +12,8 @@ import pytest
 import trio
 from pannier.api import accounts
 from pannier.api.auth import hash_password
-from pannier.config import load_config
 from pannier.engine import Engine
+from pannier.testing.engine import engine_config
 
 HEADERS = {"X-Requested-With": "pannier-tests"}
 ADMIN = ("admin", "admin")
@@ -88,18 +88,10 @@ def start_api(nursery: trio.Nursery, tmp_path: Path) -> StartApi:
         plugins: Sequence[object] = (),
         within: trio.Nursery | None = None,
     ) -> Api:
-        folder = tmp_path / "channels"
-        folder.mkdir(exist_ok=True)
-        for index, text in enumerate(channels):
-            (folder / f"channel{index}.toml").write_text(text, encoding="utf-8")
-        path = tmp_path / "pannier.toml"
-        path.write_text(
-            '[server]\ndata_dir = "var"\n[channels]\npaths = ["channels/*.toml"]\n'
-            "[engine]\ndrain_seconds = 5.0\n"
-            f"[api]\nport = 0\n{config}",
-            encoding="utf-8",
+        settings = engine_config(
+            tmp_path, channels, f"[engine]\ndrain_seconds = 5.0\n[api]\nport = 0\n{config}"
         )
-        engine = Engine(load_config(path, environ={}), extra_plugins=plugins, serve_api=True)
+        engine = Engine(settings, extra_plugins=plugins, serve_api=True)
         await (within or nursery).start(engine.run)
         assert engine.api_address is not None
         return Api(engine, engine.api_address, tmp_path)
