@@ -133,7 +133,7 @@ def compile_for_driver(
     binds = compiled.binds
     names: list[str] = list(compiled.positiontup) if compiled.positional else list(binds)
     constants = {name: binds[name].effective_value for name in names if name not in keys}
-    if len(set(names) - set(constants)) != len(keys) or not set(keys) <= set(names):
+    if not set(keys) <= set(names):  # a key the statement does not bind: not ours to drop
         return None
     processors = [
         (index, processor)
