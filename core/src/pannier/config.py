@@ -67,6 +67,12 @@ SCHEMA: dict[str, dict[str, Setting]] = {
             "directory for the server id file and the embedded "
             "database; relative to the config file",
         ),
+        "workers": Setting(
+            1,
+            "engine processes on this node (pannier run --workers): listeners share their "
+            "ports, each process has its own server id; worker 0 serves the API and polls",
+            check=_positive,
+        ),
         "shadow_mode": Setting(
             False,
             "run without sending to destinations (takeover trials); "

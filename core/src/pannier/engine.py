@@ -66,6 +66,7 @@ from pannier.runtime.scripts import (
 )
 from pannier.scripting import ScriptEngineSpec, ScriptError
 from pannier.store.store import Store, new_server_id
+from pannier.workers import Worker, current_worker, worker_server_id
 
 log = logging.getLogger("pannier.engine")
 T = TypeVar("T")
@@ -128,6 +129,15 @@ def _build(kind: ConnectorType, setup: ConnectorSetup, where: str) -> Any:
         raise DeployError(f"{where}: {exc}") from None
 
 
+def _polls_here() -> bool:
+    return True
+
+
+def _polls_elsewhere() -> bool:
+    """Workers other than 0 never poll: worker 0 does, for the node."""
+    return False
+
+
 def read_server_id(config: Config) -> str:
     """The configured server id, else the one kept in ``<data_dir>/server.id`` (Mirth's
     ``server.id=<uuid>`` format), generated and written on first start."""
@@ -150,13 +160,22 @@ class Engine:
     """One Pannier engine. Build it, then ``await nursery.start(engine.run)``."""
 
     def __init__(
-        self, config: Config, *, extra_plugins: Sequence[object] = (), serve_api: bool = False
+        self,
+        config: Config,
+        *,
+        extra_plugins: Sequence[object] = (),
+        serve_api: bool = False,
+        worker: Worker | None = None,
     ) -> None:
         """``extra_plugins`` are plugin objects registered after the installed ones (for
         embedding and tests); they are checked like any plugin. ``serve_api`` serves the HTTP
-        API (``pannier run`` passes ``[api] enabled``; embedded engines opt in)."""
+        API (``pannier run`` passes ``[api] enabled``; embedded engines opt in). ``worker``:
+        which of the node's engine processes this is (default: from the environment the
+        ``pannier run --workers`` supervisor sets; a plain engine is worker 0 of 1). Only
+        worker 0 serves the API, runs services and polls (:mod:`pannier.workers`)."""
         self.config = config
-        self.serve_api = serve_api
+        self.worker = worker if worker is not None else current_worker()
+        self.serve_api = serve_api and self.worker.primary
         self.api_address: str | None = None
         """``http(s)://host:port`` the API listens on, once started (port 0 resolved)."""
         self.draining = False
@@ -174,9 +193,19 @@ class Engine:
         )
         self.registry = build_registry(self.pm)
         config.check_plugin_sections(self.registry.config_defaults)
-        self.map_backend: MapBackend = self._select(
-            "cluster.map_backend", self.registry.map_backend
-        ).factory(config.plugin_settings(config["cluster.map_backend"]))
+        map_spec = self._select("cluster.map_backend", self.registry.map_backend)
+        self.map_backend: MapBackend = map_spec.factory(
+            config.plugin_settings(config["cluster.map_backend"])
+        )
+        self.map_backend_shared: bool = map_spec.shared
+        """Whether map values are seen by every engine on the database (not only this one)."""
+        if self.worker.primary and config["server.workers"] > 1 and not map_spec.shared:
+            log.warning(
+                "cluster.map_backend = %r keeps maps in each process: with server.workers = %d "
+                "every worker has its own globalMap and configurationMap",
+                config["cluster.map_backend"],
+                config["server.workers"],
+            )
         self.bus: ClusterBus = self._select("cluster.bus", self.registry.cluster_bus).factory(
             config.plugin_settings(config["cluster.bus"])
         )
@@ -188,7 +217,7 @@ class Engine:
         )
         self.routes: list[Route] = self._collect_routes()
         self.global_scripts = load_global_scripts(config, self.script_engines)
-        self.server_id = read_server_id(config)
+        self.server_id = worker_server_id(read_server_id(config), self.worker)
         self.store: Store | None = None
         self.channels: dict[str, DeployedChannel] = {}
         self.deploy_errors: dict[str, str] = {}
@@ -256,12 +285,8 @@ class Engine:
                 mode = await store.create_schema(config["database.mode"])
                 log.info("database ready (%s mode)", mode)
                 await root.start(self.bus.run)
-                for plugin, services in call_each(
-                    self.pm, "pannier_register_services", {"engine": self}
-                ):
-                    for service in services or ():
-                        log.info("starting service %s from plugin %s", service.name, plugin)
-                        await root.start(service.run, self)
+                if self.worker.primary:  # services run once per node (pannier.workers)
+                    await self._start_services(root)
                 if self.serve_api:
                     from pannier.api.app import serve_api
 
@@ -297,6 +322,12 @@ class Engine:
                 await store.aclose()
             self.stopped.set()
             log.info("engine %s stopped", self.server_id)
+
+    async def _start_services(self, nursery: trio.Nursery) -> None:
+        for plugin, services in call_each(self.pm, "pannier_register_services", {"engine": self}):
+            for service in services or ():
+                log.info("starting service %s from plugin %s", service.name, plugin)
+                await nursery.start(service.run, self)
 
     def _run_global_script(self, which: str, *, strict: bool) -> None:
         """Run the global deploy or undeploy script, if any. ``strict``: an error stops
@@ -705,6 +736,7 @@ class Engine:
             properties=properties,
             report_state=report_state,
             base_directory=str(self.config.base_dir),
+            should_poll=_polls_here if self.worker.primary else _polls_elsewhere,
         )
 
     async def route(self, channel_id: str, message: RawMessage) -> DispatchResult:

@@ -13,6 +13,7 @@ from typing import Any
 import trio
 
 from pannier.properties import PropertyError, get_bool, get_str
+from pannier.workers import current_worker
 
 __all__ = [
     "TLS_CLIENT_AUTH_MODES",
@@ -35,10 +36,17 @@ async def open_listeners(
     With port 0 a name with several addresses would get a different port on each; only one
     listener is kept then, so the port reported is the one clients reach. A failure raises
     ``OSError`` whose text names ``what`` (``"TCP Listener"``) and the address.
+
+    In a node running several engine processes (``pannier run --workers``) the sockets are
+    bound with ``SO_REUSEPORT``: every worker listens on the port and the kernel spreads new
+    connections over them. Listener plugins get this by binding through this function.
     """
     where = f"{host or '*'}:{port}"
     try:
-        listeners = await trio.open_tcp_listeners(port, host=host or None, backlog=backlog)
+        if current_worker().shares_ports:
+            listeners = await _open_shared_listeners(host, port, backlog)
+        else:
+            listeners = await trio.open_tcp_listeners(port, host=host or None, backlog=backlog)
     except OSError as exc:
         raise OSError(exc.errno, f"{what} cannot listen on {where}: {exc.strerror or exc}") from exc
     if port == 0 and len(listeners) > 1:
@@ -47,6 +55,35 @@ async def open_listeners(
         listeners = listeners[:1]
     name = listeners[0].socket.getsockname()
     return listeners, (str(name[0]), int(name[1]))
+
+
+async def _open_shared_listeners(
+    host: str, port: int, backlog: int | None
+) -> list[trio.SocketListener]:
+    """``trio.open_tcp_listeners`` with ``SO_REUSEPORT`` set before each bind."""
+    infos = await trio.socket.getaddrinfo(
+        host or None, port, type=trio.socket.SOCK_STREAM, flags=trio.socket.AI_PASSIVE
+    )
+    listeners: list[trio.SocketListener] = []
+    try:
+        for family, kind, proto, _name, address in infos:
+            sock = trio.socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+                if family == trio.socket.AF_INET6:
+                    sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, 1)
+                await sock.bind(address)
+                sock.listen(backlog if backlog is not None else 0xFFFF)
+            except BaseException:
+                sock.close()
+                raise
+            listeners.append(trio.SocketListener(sock))
+    except BaseException:
+        for listener in listeners:
+            listener.socket.close()
+        raise
+    return listeners
 
 
 # -- TLS ----------------------------------------------------------------------------------------

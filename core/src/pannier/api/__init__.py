@@ -34,3 +34,16 @@ class ApiError(Exception):
 def current_engine() -> Engine:
     """The engine behind the app that is handling the current request."""
     return cast("Engine", current_app.config["PANNIER_ENGINE"])
+
+
+def refuse_with_workers(what: str) -> None:
+    """Raise 409 when this node runs several engine processes (``server.workers``): ``what``
+    would change worker 0 only, the process serving the API (see :mod:`pannier.workers`)."""
+    count = current_engine().worker.count
+    if count > 1:
+        raise ApiError(
+            409,
+            f"{what}: this node runs {count} engine processes (server.workers = {count}) and "
+            "the change would reach only the one serving the API; change the channel files "
+            "and restart the engine, or run it with one worker",
+        )

@@ -15,7 +15,7 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
-from pannier.api import ApiError, current_engine
+from pannier.api import ApiError, current_engine, refuse_with_workers
 from pannier.api import library as lib
 from pannier.api.auth import requires
 from pannier.api.dashboard import STAT_NAMES, channel_status, clear_counts
@@ -35,6 +35,17 @@ from pannier.store.store import Store
 blueprint = Blueprint("channels", __name__, url_prefix="/api/channels")
 
 XML = "application/xml"
+
+SAME_ON_EVERY_WORKER = frozenset({"channels.clear_statistics"})
+"""Changing routes whose effect is in the database, so reach every worker of the node."""
+
+
+@blueprint.before_request
+async def _one_worker_only() -> None:
+    """Deploying, starting, stopping... changes the engine process that serves the API only:
+    with several workers (``server.workers``) those requests answer 409."""
+    if request.method != "GET" and request.endpoint not in SAME_ON_EVERY_WORKER:
+        refuse_with_workers(f"{request.method} {request.path}")
 
 
 # --- the channel library ----------------------------------------------------------------------

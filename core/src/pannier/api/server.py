@@ -8,7 +8,7 @@ from typing import Any
 from quart import Blueprint, Response, jsonify, request
 
 from pannier import __version__
-from pannier.api import ApiError, current_engine
+from pannier.api import ApiError, current_engine, refuse_with_workers
 from pannier.api import library as lib
 from pannier.api.auth import requires
 from pannier.api.events import record_event
@@ -70,6 +70,8 @@ async def get_configuration_map() -> Response:
 async def put_configuration_map() -> Response:
     """Replace the configuration map: key → value, or key → {value, comment} as Mirth
     (comments are not kept). Scripts see the new values from their next message."""
+    if not current_engine().map_backend_shared:
+        refuse_with_workers("PUT /api/server/configurationMap (map backend not shared)")
     data = await _json_body(dict, "a JSON object of key → value or {value, comment}")
     values: dict[str, str] = {}
     for key, item in data.items():

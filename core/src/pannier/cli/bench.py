@@ -104,6 +104,7 @@ class Result:
     rss_idle_mib: float | None = None
     rss_peak_mib: float | None = None
     engine_cpu: float | None = None
+    workers: int = 1
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -111,6 +112,8 @@ class Result:
             return f"idle: {self.notes[0]}, RSS {self.rss_idle_mib:.1f} MiB"
         offered = f", offered {self.rate:g} msg/s" if self.rate else ""
         where = "bare echo" if self.scenario == "echo" else f"{self.database} {self.storage}"
+        if self.workers > 1:
+            where += f", {self.workers} workers"
         lat = self.latency_ms
         text = (
             f"{where}, {self.connections} conn{offered}: {self.throughput:,.0f} msg/s, "
@@ -119,7 +122,7 @@ class Result:
             f"errors {self.errors}"
         )
         if self.engine_cpu is not None:
-            text += f", engine CPU {self.engine_cpu:.0%}"
+            text += f", engine CPU {self.engine_cpu:.0%}"  # of one core; summed over workers
         if self.rss_idle_mib is not None and self.rss_peak_mib is not None:
             text += f", RSS idle {self.rss_idle_mib:.0f} / peak {self.rss_peak_mib:.0f} MiB"
         elif self.rss_peak_mib is not None:
@@ -251,7 +254,7 @@ processingThreads = {threads}
 
 [source.properties]
 host = "127.0.0.1"
-port = 0
+port = {port}
 maxConnections = 64
 
 [[source.transformer.steps]]
@@ -272,27 +275,53 @@ outputAppend = false
 """
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a ``--workers`` engine is a supervisor and its workers)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in children:
+            found += process_tree(int(child))
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process used so far (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds a process and its descendants used so far (/proc/PID/stat)."""
+    total = 0
+    for each in process_tree(pid):
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int, key: str = "VmRSS") -> float:
-    """A process's resident memory (``VmRSS``) or its peak (``VmHWM``) in MiB, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {key} in /proc/{pid}/status")
+    """Resident memory (``VmRSS``) or its peak (``VmHWM``) in MiB, from /proc: of the process
+    and its descendants together (peaks are summed, an upper bound of the joint peak)."""
+    total = 0
+    for each in process_tree(pid):
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                total += int(line.split()[1])
+    if not total:
+        raise RuntimeError(f"no {key} in /proc/{pid}/status")
+    return total / 1024
 
 
 class EngineProcess:
     """``pannier run`` in a subprocess, in a temporary folder, logging to a file."""
 
     def __init__(
-        self, folder: Path, url: str, storage: str, channels: int, threads: int, out: Path
+        self,
+        folder: Path,
+        url: str,
+        storage: str,
+        channels: int,
+        threads: int,
+        out: Path,
+        workers: int = 1,
     ) -> None:
         self.folder = folder
+        self.workers = workers
         self.out = out
         self.out.mkdir(exist_ok=True)
         (folder / "channels").mkdir()
@@ -307,6 +336,7 @@ class EngineProcess:
                     storage=storage,
                     threads=threads,
                     out=self.out / f"c{n}",
+                    port=_free_port() if workers > 1 else 0,  # workers share a fixed port
                 )
             )
         (folder / "pannier.toml").write_text(
@@ -322,7 +352,10 @@ class EngineProcess:
         """Start and wait until ``expected`` listeners are bound; their ports by name."""
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "pannier.cli.main", "run", "-c", "pannier.toml"],
+                [
+                    *(sys.executable, "-m", "pannier.cli.main", "run", "-c", "pannier.toml"),
+                    *("--workers", str(self.workers)),
+                ],
                 cwd=self.folder,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -330,8 +363,9 @@ class EngineProcess:
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ports = {m[1]: int(m[2]) for m in LISTENING.finditer(self.log.read_text())}
-            if len(ports) >= expected:
+            text = self.log.read_text()
+            ports = {m[1]: int(m[2]) for m in LISTENING.finditer(text)}
+            if len(ports) >= expected and (self.workers == 1 or "workers running" in text):
                 return ports
             if self.process.poll() is not None:
                 break
@@ -381,12 +415,18 @@ def database(kind: str, folder: Path, server: str | None) -> Iterator[str]:
 
 
 def verify(
-    url: str, channel_id: str, out: Path, storage: str, acknowledged: list[str]
+    url: str,
+    channel_id: str,
+    out: Path,
+    storage: str,
+    acknowledged: list[str],
+    notes: list[str],
 ) -> dict[str, int]:
     """Count each acknowledged control id in the stored RAW content (or, storage DISABLED,
     in the written files): ``stored``, ``lost``, ``duplicated`` and the ``D_M`` rows."""
     found: Counter[str] = Counter()
     rows = 0
+    per_server: list[int] = []
     if storage in ("DISABLED", "METADATA"):
         for path in out.iterdir():
             found.update(m.decode() for m in CONTROL_ID.findall(path.read_bytes()))
@@ -399,6 +439,12 @@ def verify(
                     {"c": channel_id},
                 ).scalar_one()
                 rows = conn.execute(sa.text(f"SELECT COUNT(*) FROM D_M{n}")).scalar_one()
+                per_server = sorted(
+                    int(count)
+                    for count in conn.execute(
+                        sa.text(f"SELECT COUNT(*) FROM D_M{n} GROUP BY SERVER_ID")
+                    ).scalars()
+                )
                 raw = conn.execute(
                     sa.text(
                         f"SELECT CONTENT FROM D_MC{n} WHERE METADATA_ID = 0 AND CONTENT_TYPE = 1"
@@ -409,6 +455,9 @@ def verify(
         finally:
             engine.dispose()
     acked = set(acknowledged)
+    if storage not in ("DISABLED", "METADATA") and len(per_server) > 1:
+        spread = ", ".join(str(count) for count in reversed(per_server))
+        notes.append(f"messages per worker (server id): {spread}")
     return {
         "stored": sum(1 for c in acked if found[c] >= 1),
         "lost": sum(1 for c in acked if found[c] == 0),
@@ -474,7 +523,10 @@ def run_scenario(args: argparse.Namespace) -> Result:
         with database(args.database, folder, server) as url:
             channels = args.channels if args.scenario == "idle" else 1
             out = Path(tempfile.mkdtemp(dir=args.out_dir)) if args.out_dir else folder / "out"
-            engine = EngineProcess(folder, url, args.storage, channels, args.threads, out)
+            engine = EngineProcess(
+                folder, url, args.storage, channels, args.threads, out, args.workers
+            )
+            result.workers = args.workers
             try:
                 ports = engine.start(channels)
                 if args.scenario == "idle":
@@ -519,7 +571,9 @@ def run_scenario(args: argparse.Namespace) -> Result:
                     shutil.rmtree(out, ignore_errors=True)
             summarise(result, load, len(frames))
             acked = load.acknowledged + [c for c, _f in warmup]
-            counts = verify(url, engine.ids[0], engine.out / "c0", args.storage, acked)
+            counts = verify(
+                url, engine.ids[0], engine.out / "c0", args.storage, acked, result.notes
+            )
             result.acknowledged = len(acked)
             result.stored, result.lost = counts["stored"], counts["lost"]
             result.duplicated, result.rows = counts["duplicated"], counts["rows"]
@@ -645,6 +699,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=8, help="the channel's processingThreads")
     parser.add_argument("--channels", type=int, default=10, help="channels (idle scenario)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="engine processes sharing the listener (pannier run --workers); CPU and RSS "
+        "are summed over them",
+    )
     parser.add_argument("--settle", type=float, default=3.0, help="idle: seconds before sampling")
     parser.add_argument(
         "--out-dir",

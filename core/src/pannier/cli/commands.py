@@ -24,6 +24,7 @@ from pannier.plugins import (
     load_plugins,
     new_plugin_manager,
 )
+from pannier.workers import WORKER_ENV, Worker, current_worker, report_ready, supervise
 
 log = logging.getLogger("pannier.cli")
 
@@ -50,9 +51,12 @@ def fail(message: str) -> int:
     return 2
 
 
-def _configure_logging(config: Config) -> None:
+def _configure_logging(config: Config, worker: Worker | None = None) -> None:
+    """Log lines of a node's workers carry ``[worker N]`` so one can tell them apart."""
+    who = f"[worker {worker.index}] " if worker is not None and worker.count > 1 else ""
     logging.basicConfig(
-        level=config["logging.level"], format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+        level=config["logging.level"],
+        format=f"%(asctime)s %(levelname)-7s {who}%(name)s: %(message)s",
     )
 
 
@@ -60,11 +64,17 @@ def _configure_logging(config: Config) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    environ = dict(os.environ)
+    if args.workers is not None:
+        environ["PANNIER_SERVER_WORKERS"] = str(args.workers)
     try:
-        config = load_config(config_path(args))
-        _configure_logging(config)
-        engine = Engine(config, serve_api=config["api.enabled"])
-    except (ConfigError, PluginError, ChannelFormatError) as exc:
+        config = load_config(config_path(args), environ)
+        worker = current_worker()
+        _configure_logging(config, worker)
+        if config["server.workers"] > 1 and WORKER_ENV not in os.environ:
+            return _supervise(config)
+        engine = Engine(config, serve_api=config["api.enabled"], worker=worker)
+    except (ConfigError, PluginError, ChannelFormatError, ValueError) as exc:
         return fail(str(exc))
 
     async def serve() -> None:
@@ -73,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
             await nursery.start(engine.run)
             for deployed in engine.channels.values():
                 log.info("channel %r listening: %s", deployed.channel.name, deployed.bound)
+            report_ready()
             await engine.stopped.wait()
             nursery.cancel_scope.cancel()
 
@@ -89,6 +100,16 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if engine.deploy_errors and not engine.channels else 0
 
 
+def _supervise(config: Config) -> int:
+    """``server.workers`` > 1: run that many engines of this configuration (pannier.workers)."""
+    argv = [sys.executable, "-m", "pannier.cli.main", "run"]
+    if config.path is not None:
+        argv += ["--config", str(config.path)]
+    count = int(config["server.workers"])
+    log.info("starting %d engine workers (server.workers)", count)
+    return supervise(argv, count)
+
+
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     found: list[BaseException] = []
     for exc in group.exceptions:
@@ -102,6 +123,17 @@ async def _stop_on_signal(engine: Engine) -> None:
             log.info("received %s: draining and stopping", signal.Signals(signum).name)
             engine.request_stop()
             break
+
+
+def _configure_run(parser: argparse.ArgumentParser) -> None:
+    _add_config_argument(parser)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="engine processes on this node, sharing the listening ports "
+        "(default: server.workers, 1)",
+    )
 
 
 # --- plugins -------------------------------------------------------------------------------------
@@ -173,7 +205,7 @@ def _configure_config(parser: argparse.ArgumentParser) -> None:
 def core_commands() -> list[CliCommand]:
     return [
         CliCommand(
-            "run", "start the engine and deploy the configured channels", _add_config_argument, _run
+            "run", "start the engine and deploy the configured channels", _configure_run, _run
         ),
         CliCommand(
             "plugins",
