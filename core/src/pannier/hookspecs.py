@@ -181,7 +181,8 @@ def pannier_register_services(engine: Engine) -> Sequence[Service]:
     Added in: 0.1.
 
     Cluster: each node runs its own services; a service that must run on one node only takes
-    a cluster lease first.
+    a cluster lease first. In a node running several workers (``server.workers``) only
+    worker 0 calls this hook and runs the services.
     """
 
 
