@@ -30,7 +30,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The standard scenario set (SQLite, MariaDB, PostgreSQL; PRODUCTION, DEVELOPMENT, DISABLED;
-# the bare echo ceiling; idle RSS), appended to bench/RESULTS.md. BENCH_ARGS adds options.
+# the bare echo ceiling; idle RSS), appended to bench/RESULTS.md. BENCH_ARGS adds options;
+# the engine is pinned to a CPU (docs/operations.md, CPU affinity) unless BENCH_ARGS says else.
+BENCH_ARGS ?= --cpu-affinity auto
 bench: $(STAMP)
 	$(BIN)/pannier bench --standard --results bench/RESULTS.md $(BENCH_ARGS)
 

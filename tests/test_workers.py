@@ -269,3 +269,34 @@ async def test_only_worker_0_polls(nursery: trio.Nursery, tmp_path: Path) -> Non
     assert not (inbox / "one.txt").exists()
     first.request_stop()
     second.request_stop()
+
+
+def _affinity_after(setting: str, worker: str) -> str:
+    """Pin a fresh Python process as ``pannier run`` would; what it reports."""
+    code = (
+        "import os; from pannier.workers import pin_to_cpu, Worker; "
+        f"i, n = {worker!r}.split('/'); "
+        f"cpu = pin_to_cpu({setting!r}, Worker(int(i), int(n))); "
+        "print(cpu, sorted(os.sched_getaffinity(0)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return (result.stdout + result.stderr).strip()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_cpu_affinity_pins_each_worker_to_its_own_cpu() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    assert _affinity_after("", "0/1") == f"None {cpus}"  # the default leaves the OS to it
+    assert _affinity_after("auto", "0/2") == f"{cpus[0]} [{cpus[0]}]"
+    last = cpus[1 % len(cpus)]
+    assert _affinity_after("auto", "1/2") == f"{last} [{last}]"
+    assert _affinity_after(f"{cpus[-1]}", "0/1") == f"{cpus[-1]} [{cpus[-1]}]"
+    refused = _affinity_after("4095", "0/1")
+    assert "server.cpu_affinity = '4095': cannot run on CPU 4095" in refused
+    assert "expected CPUs this process may use" in refused
+
+
+def test_cpu_affinity_setting_is_checked() -> None:
+    with pytest.raises(Exception, match=r"server.cpu_affinity = 'fast'.*CPU numbers"):
+        load_config(None, {"PANNIER_SERVER_CPU_AFFINITY": "fast"})
+    assert load_config(None, {"PANNIER_SERVER_CPU_AFFINITY": "0,1"})["server.cpu_affinity"]

@@ -45,6 +45,13 @@ def _positive(value: Any) -> str | None:
     return None if value >= 1 else "a whole number of at least 1"
 
 
+def _cpu_list(value: Any) -> str | None:
+    text = str(value).strip()
+    if text in ("", "auto") or all(part.strip().isdigit() for part in text.split(",")):
+        return None
+    return 'empty, "auto", or CPU numbers separated by commas such as "0,1"'
+
+
 def _database_url(value: Any) -> str | None:
     try:
         sa.engine.make_url(value)
@@ -72,6 +79,13 @@ SCHEMA: dict[str, dict[str, Setting]] = {
             "engine processes on this node (pannier run --workers): listeners share their "
             "ports, each process has its own server id; worker 0 serves the API and polls",
             check=_positive,
+        ),
+        "cpu_affinity": Setting(
+            "",
+            "pin each engine process to one CPU: empty (the default) leaves scheduling to the "
+            "OS; auto puts worker i on the i-th CPU the process may use; a list such as "
+            '"2,3" puts worker i on the i-th CPU listed',
+            check=_cpu_list,
         ),
         "shadow_mode": Setting(
             False,

@@ -64,6 +64,10 @@ STANDARD: list[tuple[str, list[str]]] = [
     ],
     ("sqlite DISABLED", ["--database", "sqlite", "--storage", "DISABLED"]),
     (
+        "sqlite DISABLED, 2 workers",
+        ["--database", "sqlite", "--storage", "DISABLED", "--workers", "2"],
+    ),
+    (
         "mysql DEVELOPMENT at 300 msg/s",
         ["--database", "mysql", "--storage", "DEVELOPMENT", "--rate", "300", "--messages", "3000"],
     ),
@@ -319,6 +323,7 @@ class EngineProcess:
         threads: int,
         out: Path,
         workers: int = 1,
+        cpu_affinity: str = "",
     ) -> None:
         self.folder = folder
         self.workers = workers
@@ -340,7 +345,7 @@ class EngineProcess:
                 )
             )
         (folder / "pannier.toml").write_text(
-            '[server]\ndata_dir = "var"\n'
+            f'[server]\ndata_dir = "var"\ncpu_affinity = "{cpu_affinity}"\n'
             f"[database]\nurl = {json.dumps(url)}\n"
             '[channels]\npaths = ["channels/*.toml"]\n[logging]\nlevel = "INFO"\n'
             "[api]\nenabled = false\n"  # not on the measured path; frees port 8080
@@ -524,7 +529,14 @@ def run_scenario(args: argparse.Namespace) -> Result:
             channels = args.channels if args.scenario == "idle" else 1
             out = Path(tempfile.mkdtemp(dir=args.out_dir)) if args.out_dir else folder / "out"
             engine = EngineProcess(
-                folder, url, args.storage, channels, args.threads, out, args.workers
+                folder,
+                url,
+                args.storage,
+                channels,
+                args.threads,
+                out,
+                args.workers,
+                args.cpu_affinity,
             )
             result.workers = args.workers
             try:
@@ -699,6 +711,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=8, help="the channel's processingThreads")
     parser.add_argument("--channels", type=int, default=10, help="channels (idle scenario)")
+    parser.add_argument(
+        "--cpu-affinity",
+        default="",
+        metavar="SETTING",
+        help="the engine's server.cpu_affinity: empty (default), auto, or CPUs such as 1,0",
+    )
     parser.add_argument(
         "--workers",
         type=int,

@@ -24,7 +24,14 @@ from pannier.plugins import (
     load_plugins,
     new_plugin_manager,
 )
-from pannier.workers import WORKER_ENV, Worker, current_worker, report_ready, supervise
+from pannier.workers import (
+    WORKER_ENV,
+    Worker,
+    current_worker,
+    pin_to_cpu,
+    report_ready,
+    supervise,
+)
 
 log = logging.getLogger("pannier.cli")
 
@@ -73,6 +80,9 @@ def _run(args: argparse.Namespace) -> int:
         _configure_logging(config, worker)
         if config["server.workers"] > 1 and WORKER_ENV not in os.environ:
             return _supervise(config)
+        cpu = pin_to_cpu(config["server.cpu_affinity"], worker)
+        if cpu is not None:
+            log.info("running on CPU %d (server.cpu_affinity)", cpu)
         engine = Engine(config, serve_api=config["api.enabled"], worker=worker)
     except (ConfigError, PluginError, ChannelFormatError, ValueError) as exc:
         return fail(str(exc))
