@@ -425,10 +425,11 @@ def verify(
     out: Path,
     storage: str,
     acknowledged: list[str],
-    notes: list[str],
+    notes: list[str] | None = None,
 ) -> dict[str, int]:
     """Count each acknowledged control id in the stored RAW content (or, storage DISABLED,
-    in the written files): ``stored``, ``lost``, ``duplicated`` and the ``D_M`` rows."""
+    in the written files): ``stored``, ``lost``, ``duplicated`` and the ``D_M`` rows. With
+    several workers, ``notes`` gets how many messages each server id stored."""
     found: Counter[str] = Counter()
     rows = 0
     per_server: list[int] = []
@@ -460,7 +461,7 @@ def verify(
         finally:
             engine.dispose()
     acked = set(acknowledged)
-    if storage not in ("DISABLED", "METADATA") and len(per_server) > 1:
+    if notes is not None and len(per_server) > 1:
         spread = ", ".join(str(count) for count in reversed(per_server))
         notes.append(f"messages per worker (server id): {spread}")
     return {
