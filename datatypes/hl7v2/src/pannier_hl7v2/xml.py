@@ -42,6 +42,53 @@ def check_xml_characters(text: str) -> None:
         )
 
 
+class _FieldTags:
+    """The element texts of one field position (``PID.3``), made once, not per message."""
+
+    __slots__ = ("_components", "close", "empty", "name", "open", "simple_close", "simple_open")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.open = f"<{name}>"
+        self.close = f"</{name}>"
+        self.empty = f"<{name}></{name}>"
+        self.simple_open = f"<{name}><{name}.1>"
+        self.simple_close = f"</{name}.1></{name}>"
+        self._components: list[_FieldTags] = []
+
+    def components(self, count: int) -> list[_FieldTags]:
+        """Tags of components ``.1`` to ``.count`` (made on first use, then kept)."""
+        made = self._components
+        if len(made) < count:
+            made = made + [_FieldTags(f"{self.name}.{n}") for n in range(len(made) + 1, count + 1)]
+            if count <= _MAX_CACHED:  # a field of 100,000 components is not kept for later
+                self._components = made  # one assignment: readers see the old or the new list
+        return made
+
+
+_TAGS: dict[tuple[str, int], list[_FieldTags]] = {}
+_TAGS_LOCK = threading.Lock()
+
+
+_MAX_CACHED = 64
+"""Most fields (and components) per segment whose tags are kept; what a malformed message
+has beyond that is made for it alone, so bad input cannot grow the cache."""
+
+
+def _segment_tags(name: str, offset: int, count: int) -> list[_FieldTags]:
+    """Field tags of segment ``name`` for positions ``0..count-1`` (cached per segment name:
+    messages use a few dozen; names that are not standard are cached too, up to a bound)."""
+    key = (name, offset)
+    tags = _TAGS.get(key)
+    if tags is None or len(tags) < count:
+        made = [_FieldTags(f"{name}.{position + offset}") for position in range(count)]
+        if len(_TAGS) < 1024 and count <= _MAX_CACHED:
+            with _TAGS_LOCK:
+                _TAGS[key] = made
+        return made
+    return tags
+
+
 def er7_to_xml(
     text: str,
     separators: Separators,
@@ -63,7 +110,7 @@ def er7_to_xml(
     # Skip entity encoding altogether when nothing after MSH-2 needs it (the usual case).
     body_start = text.find(fs, 4) + 1 if text[:3] in HEADER_SEGMENTS else 0
     needed = xmltext.needs_encoding(text, body_start, ignore_cr=segment_delimiter == "\r")
-    encode = xml_escape if needed else _same
+    encode = xml_escape if needed else _same  # components; whole fields test ``needed``
     if ss:
         special = cs + rs + es[:1] + ss
     elif es:
@@ -78,24 +125,30 @@ def er7_to_xml(
     out: list[str] = [XML_DECLARATION, "<HL7Message>"]
     add = out.append
 
-    def field(tag: str, value: str) -> None:
+    def field(tags: _FieldTags, value: str) -> None:
         if cs in value or (split_subs and ss in value):
-            add(f"<{tag}>")
-            for number, component in enumerate(value.split(cs), 1):
-                ctag = f"{tag}.{number}"
+            add(tags.open)
+            components = value.split(cs)
+            component_tags = tags.components(len(components))
+            for number, component in enumerate(components):
+                ctag = component_tags[number]
                 if not component:
-                    add(f"<{ctag}></{ctag}>")
+                    add(ctag.empty)
                 elif split_subs and ss in component:
-                    add(f"<{ctag}>")
+                    add(ctag.open)
                     for sub_number, sub in enumerate(component.split(ss), 1):
-                        stag = f"{ctag}.{sub_number}"
+                        stag = f"{ctag.name}.{sub_number}"
                         add(f"<{stag}>{encode(sub)}</{stag}>")
-                    add(f"</{ctag}>")
+                    add(ctag.close)
                 else:
-                    add(f"<{ctag}>{encode(component)}</{ctag}>")
-            add(f"</{tag}>")
+                    add(ctag.open)
+                    add(encode(component) if needed else component)
+                    add(ctag.close)
+            add(tags.close)
         else:
-            add(f"<{tag}><{tag}.1>{encode(value)}</{tag}.1></{tag}>")
+            add(tags.simple_open)
+            add(encode(value) if needed else value)
+            add(tags.simple_close)
 
     for number, segment in enumerate(text.split(segment_delimiter), 1):
         if not segment:
@@ -114,19 +167,20 @@ def er7_to_xml(
             add(f"<{name}{header_fields}{name}.1><{name}{header_chars}{name}.2>")
             offset = 1
             first = 2
+        tags_of = _segment_tags(name, offset, len(parts))
         for position in range(first, len(parts)):
             value = parts[position]
-            tag = f"{name}.{position + offset}"
+            tags = tags_of[position]
             if not value:
-                add(f"<{tag}></{tag}>")
+                add(tags.empty)
             elif handle_repetitions and rs in value:
                 for repetition in value.split(rs):
                     if repetition:
-                        field(tag, repetition)
+                        field(tags, repetition)
                     else:
-                        add(f"<{tag}></{tag}>")
+                        add(tags.empty)
             else:
-                field(tag, value)
+                field(tags, value)
         add(f"</{name}>")
     add("</HL7Message>")
     return "".join(out)
