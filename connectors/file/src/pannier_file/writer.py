@@ -109,20 +109,22 @@ class FileWriter(DestinationConnector):
     def __init__(self, setup: ConnectorSetup) -> None:
         self.setup = setup
         self.base = Path(setup.base_directory)
+        self.base_text = str(self.base)
         "".encode(_encoding(str(setup.properties["charsetEncoding"])))  # fail at deploy
         self._writes = _WriteBatcher()
 
     async def send(self, request: SendRequest) -> Response:
         properties = request.properties
-        directory = self.base / str(properties["directory"])
         name = str(properties["outputPattern"])
-        if not name or Path(name).name != name:
+        if not _plain_file_name(name):
             return Response(
                 Status.ERROR,
                 error=f"File Writer: output file name {name!r} must "
                 f"be a plain file name (no directories)",
             )
-        path = directory / name
+        # Strings, not pathlib: this runs for every message (pathlib's parsing was ~3% of
+        # the engine's CPU in the MLLP -> File Writer benchmark).
+        path = Path(os.path.join(self.base_text, str(properties["directory"]), name))
         template = str(properties["template"])
         content = template if template else request.encoded
         data = (
@@ -152,9 +154,26 @@ class FileWriter(DestinationConnector):
         return Response(Status.SENT, status_message=f"File successfully written: {path}")
 
 
+def _plain_file_name(name: str) -> bool:
+    """A file name with no directory part (``Path(name).name == name``, minus ``..``)."""
+    if not name or name in (".", "..") or os.sep in name:
+        return False
+    return not (os.altsep and os.altsep in name)
+
+
 def _write(path: Path, data: bytes, append: bool, error_on_exists: bool, temporary: bool) -> None:
     if error_on_exists and not append and path.exists():
         raise FileExistsError(17, "file already exists", str(path))
+    if not temporary:
+        # The directory usually exists: try first, create it only when the open says it
+        # is missing (one system call per file instead of two).
+        try:
+            with open(path, "ab" if append else "wb") as handle:
+                handle.write(data)
+            return
+        except FileNotFoundError:
+            if path.parent.is_dir():
+                raise
     path.parent.mkdir(parents=True, exist_ok=True)
     if temporary:
         tmp = path.with_name(f".{path.name}.tmp")
