@@ -42,7 +42,7 @@ def _encoding(name: str) -> str:
 
 @dataclass
 class _Write:
-    path: Path
+    path: str
     data: bytes
     append: bool
     error_on_exists: bool
@@ -124,7 +124,7 @@ class FileWriter(DestinationConnector):
             )
         # Strings, not pathlib: this runs for every message (pathlib's parsing was ~3% of
         # the engine's CPU in the MLLP -> File Writer benchmark).
-        path = Path(os.path.join(self.base_text, str(properties["directory"]), name))
+        path = os.path.join(self.base_text, str(properties["directory"]), name)
         template = str(properties["template"])
         content = template if template else request.encoded
         data = (
@@ -132,7 +132,7 @@ class FileWriter(DestinationConnector):
             if isinstance(content, str)
             else content
         )
-        self.setup.report_state("sending", {"file": str(path)})
+        self.setup.report_state("sending", {"file": path})
         try:
             await self._writes.write(
                 _Write(
@@ -161,17 +161,19 @@ def _plain_file_name(name: str) -> bool:
     return not (os.altsep and os.altsep in name)
 
 
-def _write(path: Path, data: bytes, append: bool, error_on_exists: bool, temporary: bool) -> None:
-    if error_on_exists and not append and path.exists():
-        raise FileExistsError(17, "file already exists", str(path))
-    if not temporary:
+def _write(name: str, data: bytes, append: bool, error_on_exists: bool, temporary: bool) -> None:
+    path = Path(name) if temporary or error_on_exists else None
+    if path is not None and error_on_exists and not append and path.exists():
+        raise FileExistsError(17, "file already exists", name)
+    if path is None:
         # The directory usually exists: try first, create it only when the open says it
         # is missing (one system call per file instead of two).
         try:
-            with open(path, "ab" if append else "wb") as handle:
+            with open(name, "ab" if append else "wb") as handle:
                 handle.write(data)
             return
         except FileNotFoundError:
+            path = Path(name)
             if path.parent.is_dir():
                 raise
     path.parent.mkdir(parents=True, exist_ok=True)

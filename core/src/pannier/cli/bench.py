@@ -565,7 +565,7 @@ def run_scenario(args: argparse.Namespace) -> Result:
                                 Path(args.profile).suffix, "raw"
                             ),
                             "--rate",
-                            "100",
+                            os.environ.get("PANNIER_BENCH_RATE", "100"),
                             "--threads",
                             *(["--gil"] if os.environ.get("PANNIER_BENCH_GIL") else []),
                         ],
