@@ -732,7 +732,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "/dev/shm takes the disk's file-creation cost out of the measurement",
     )
     parser.add_argument("--sample", default=str(SAMPLE), help="the HL7 message to send")
-    parser.add_argument("--profile", help="record a py-spy profile of the engine to this file")
+    parser.add_argument(
+        "--profile",
+        help="record a py-spy profile of the engine to this file (.txt collapsed stacks, .svg, "
+        ".json); PANNIER_BENCH_RATE sets samples/s (100), PANNIER_BENCH_GIL=1 samples only the "
+        "thread holding the GIL",
+    )
     parser.add_argument(
         "--standard",
         action="store_true",
