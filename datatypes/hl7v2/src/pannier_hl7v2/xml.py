@@ -179,8 +179,12 @@ def er7_to_xml(
                         field(tags, repetition)
                     else:
                         add(tags.empty)
-            else:
+            elif cs in value or (split_subs and ss in value):
                 field(tags, value)
+            else:  # a plain field, most of them: inline, without a call
+                add(tags.simple_open)
+                add(encode(value) if needed else value)
+                add(tags.simple_close)
         add(f"</{name}>")
     add("</HL7Message>")
     return "".join(out)
