@@ -151,3 +151,52 @@ def test_mariadb_multi_statement_batches_keep_every_value_intact(
         **{n: text for n, text in enumerate(nasty) if n},
         **{row["ID"]: row["NAME"] for row in big},
     }
+
+
+@pytest.mark.parametrize("driver", ["pymysql", "mysqldb"])
+@pytest.mark.parametrize("sql_mode", ["", "NO_BACKSLASH_ESCAPES"])
+def test_mariadb_values_are_inlined_exactly_as_the_driver_would(
+    mysql_url: str, driver: str, sql_mode: str
+) -> None:
+    """The store writes values into the SQL text itself (one round trip per batch) without
+    going through ``cursor.mogrify`` value by value; the text must be mogrify's, character
+    for character, whatever the value and whatever the session's escaping mode."""
+    if driver == "mysqldb":
+        pytest.importorskip(
+            "MySQLdb", reason="mysqlclient (pip install 'pannier[mysqlclient]') not installed"
+        )
+    from pannier.store.driver import _renderer
+
+    url = mysql_url.replace("mysql+pymysql://", f"mysql+{driver}://")
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    values = [
+        None,
+        True,
+        False,
+        0,
+        -12345678901234,
+        "plain",
+        'it\'s "quoted" \\ back\\slash',
+        "NUL\x00 and \x1a and \r\n",
+        "é ü 漢字 🏥",
+        "100%s %(x)s %%",
+        datetime(2026, 12, 6, 8, 30, 5),
+        2.5,
+    ]
+    template = "(" + ", ".join(["%s"] * len(values)) + ")"
+    update = "UPDATE t SET A=%s, B=%s WHERE ID = %s"
+    try:
+        with engine.connect() as conn:
+            if sql_mode:
+                conn.exec_driver_sql(f"SET SESSION sql_mode = '{sql_mode}'")
+            cursor = conn.connection.cursor()
+            expected = cursor.mogrify(template, values)
+            assert _renderer(cursor, template)(values) == expected
+            assert _renderer(cursor, update)(values[5:8]) == cursor.mogrify(update, values[5:8])
+            cursor.close()
+    finally:
+        engine.dispose()
+    if sql_mode:
+        assert "\\'" not in expected and "''" in expected  # the mode was in force
+    else:
+        assert "\\'" in expected
