@@ -289,6 +289,19 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
+def _keep_off_engine_cpus(pid: int) -> None:
+    """The load generator stands for senders on other machines: with the engine pinned
+    (``--cpu-affinity``), keep this process off the engine's CPUs (when others remain)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return
+    engine_cpus: set[int] = set()
+    for each in process_tree(pid):
+        engine_cpus |= os.sched_getaffinity(each)
+    others = os.sched_getaffinity(0) - engine_cpus
+    if engine_cpus and others:
+        os.sched_setaffinity(0, others)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process and its descendants used so far (/proc/PID/stat)."""
     total = 0
@@ -542,6 +555,7 @@ def run_scenario(args: argparse.Namespace) -> Result:
             result.workers = args.workers
             try:
                 ports = engine.start(channels)
+                _keep_off_engine_cpus(engine.pid)
                 if args.scenario == "idle":
                     time.sleep(args.settle)
                     result.rss_idle_mib = rss_mib(engine.pid)
