@@ -5,8 +5,10 @@ there. (Its numbers are not asserted: performance lives in bench/RESULTS.md.)"""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,25 @@ def test_the_check_counts_a_message_that_is_missing_or_stored_twice(tmp_path) ->
     (out / "3.hl7").write_bytes(b"MSH|^~\\&|A|B|C|D|1||ADT^A01|PB0001000002|P|2.5.1\r")
     counts = verify("", "", out, "DISABLED", ["PB0001000001", "PB0001000002", "PB0001000003"])
     assert (counts["stored"], counts["lost"], counts["duplicated"]) == (2, 1, 1)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux CPU affinity and two CPUs",
+)
+def test_the_load_generator_keeps_off_a_pinned_engine_and_gets_its_cpus_back() -> None:
+    from pannier.cli.bench import off_engine_cpus
+
+    mine = os.sched_getaffinity(0)
+    engine_cpu = min(mine)
+    engine = subprocess.Popen(
+        ["taskset", "-c", str(engine_cpu), sys.executable, "-c", "import time; time.sleep(30)"]
+    )
+    try:
+        time.sleep(0.3)  # taskset has pinned itself and exec'd python
+        with off_engine_cpus(engine.pid):
+            assert os.sched_getaffinity(0) == mine - {engine_cpu}
+        assert os.sched_getaffinity(0) == mine  # the next engine it starts may use them all
+    finally:
+        engine.kill()
+        engine.wait()

@@ -35,7 +35,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -289,17 +289,26 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def _keep_off_engine_cpus(pid: int) -> None:
-    """The load generator stands for senders on other machines: with the engine pinned
-    (``--cpu-affinity``), keep this process off the engine's CPUs (when others remain)."""
+@contextmanager
+def off_engine_cpus(pid: int) -> Iterator[None]:
+    """The load generator stands for senders on other machines: while it drives an engine
+    pinned with ``--cpu-affinity``, keep this process off the engine's CPUs (when others
+    remain). The CPUs it had are restored afterwards, so the next engine it starts may use
+    them all again."""
     if not hasattr(os, "sched_getaffinity"):
+        yield
         return
+    mine = os.sched_getaffinity(0)
     engine_cpus: set[int] = set()
     for each in process_tree(pid):
         engine_cpus |= os.sched_getaffinity(each)
-    others = os.sched_getaffinity(0) - engine_cpus
-    if engine_cpus and others:
+    others = mine - engine_cpus
+    if engine_cpus and others and engine_cpus != mine:
         os.sched_setaffinity(0, others)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, mine)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -553,9 +562,9 @@ def run_scenario(args: argparse.Namespace) -> Result:
                 args.cpu_affinity,
             )
             result.workers = args.workers
+            cleanup = ExitStack()
             try:
                 ports = engine.start(channels)
-                _keep_off_engine_cpus(engine.pid)
                 if args.scenario == "idle":
                     time.sleep(args.settle)
                     result.rss_idle_mib = rss_mib(engine.pid)
@@ -564,6 +573,7 @@ def run_scenario(args: argparse.Namespace) -> Result:
                 port = ports["bench 0"]
                 time.sleep(0.5)
                 result.rss_idle_mib = rss_mib(engine.pid)
+                cleanup.enter_context(off_engine_cpus(engine.pid))
                 trio.run(drive, port, warmup, args.connections, 0.0)
                 if args.profile:
                     profiler = subprocess.Popen(
@@ -593,6 +603,7 @@ def run_scenario(args: argparse.Namespace) -> Result:
                     profiler.send_signal(signal.SIGINT)
                     profiler.wait()
             finally:
+                cleanup.close()
                 engine.stop()
                 if args.out_dir and args.scenario == "idle":
                     shutil.rmtree(out, ignore_errors=True)
