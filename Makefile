@@ -37,10 +37,13 @@ bench: $(STAMP)
 	$(BIN)/pannier bench --standard --results bench/RESULTS.md $(BENCH_ARGS)
 
 # The reliability suite at full size: engine SIGKILL, database restarts (private servers),
-# downstream down 30 s, 10,000 malformed inputs. `make test` runs a shortened form.
+# downstream down 30 s, 10,000 malformed inputs, a worker of a --workers node SIGKILLed.
+# `make test` runs a shortened form.
 reliability: $(STAMP)
 	PANNIER_RELIABILITY_FULL=1 $(BIN)/python -m pytest -s \
-		tests/reliability tests/store/test_crash_recovery.py $(PYTEST_ARGS)
+		tests/reliability tests/store/test_crash_recovery.py \
+		tests/test_workers.py::test_a_killed_worker_is_restarted_and_recovers_what_it_accepted \
+		$(PYTEST_ARGS)
 
 # Schemathesis against the API's own OpenAPI document on a fresh engine; fails on any 5xx.
 FUZZ_EXAMPLES ?= 30

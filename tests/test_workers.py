@@ -22,7 +22,7 @@ from pannier.testing.engine import engine_config
 from pannier.workers import Worker, current_worker, worker_server_id
 
 from tests.api.conftest import ADMIN, CHANNEL_A, HEADERS, channel_toml
-from tests.reliability.helpers import Counts, load, stored_control_ids
+from tests.reliability.helpers import Counts, load, scaled, stored_control_ids
 from tests.reliability.servers import free_port
 from tests.test_end_to_end import example_channel, write_config
 
@@ -136,10 +136,16 @@ def test_a_killed_worker_is_restarted_and_recovers_what_it_accepted(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
                     lambda: load(
-                        port, template, acked, 6.0, sent=sent, connections=8, until_broken=False
+                        port,
+                        template,
+                        acked,
+                        scaled(6.0, 40.0),
+                        sent=sent,
+                        connections=8,
+                        until_broken=False,
                     )
                 )
-                await trio.sleep(1.5)
+                await trio.sleep(scaled(1.5, 10.0))
                 os.kill(second, signal.SIGKILL)
 
         trio.run(kill_under_load)
