@@ -30,7 +30,6 @@ from pannier.workers import (
     current_worker,
     pin_to_cpu,
     report_ready,
-    supervise,
 )
 
 log = logging.getLogger("pannier.cli")
@@ -111,13 +110,23 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _supervise(config: Config) -> int:
-    """``server.workers`` > 1: run that many engines of this configuration (pannier.workers)."""
+    """``server.workers`` > 1: become the supervisor of that many engines of this
+    configuration (:mod:`pannier.supervisor`). The process replaces itself (same pid, for
+    systemd and the like) with one that imports only the standard library."""
+    import pannier.supervisor
+
     argv = [sys.executable, "-m", "pannier.cli.main", "run"]
     if config.path is not None:
         argv += ["--config", str(config.path)]
-    count = int(config["server.workers"])
-    log.info("starting %d engine workers (server.workers)", count)
-    return supervise(argv, count)
+    count = str(config["server.workers"])
+    script = pannier.supervisor.__file__
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # -P: the script's folder (pannier's own modules) is not put on sys.path.
+    os.execv(
+        sys.executable, [sys.executable, "-P", script, count, config["logging.level"], "--", *argv]
+    )
+    return 1  # not reached
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
