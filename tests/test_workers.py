@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pannier.supervisor
 import pytest
 import sqlalchemy as sa
 import trio
@@ -99,6 +100,9 @@ def test_two_workers_share_the_port_and_store_each_message_once(
     try:
         node.wait_for(r"2 workers running")
         node.wait_for(r"\[worker 1\] .*listening on 127\.0\.0\.1:" + str(port))
+        # pannier run's own pid became the supervisor (what systemd and the like watch)
+        command = Path(f"/proc/{node.process.pid}/cmdline").read_bytes().split(b"\0")
+        assert command[1:3] == [b"-P", str(Path(pannier.supervisor.__file__)).encode()]
         template = hl7_sample("adt_a01.hl7")
         trio.run(lambda: load(port, template, acked, 3.0, sent=sent, connections=8))
     finally:
