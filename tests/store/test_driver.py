@@ -200,3 +200,59 @@ def test_mariadb_values_are_inlined_exactly_as_the_driver_would(
         assert "\\'" not in expected and "''" in expected  # the mode was in force
     else:
         assert "\\'" in expected
+
+
+def test_postgresql_batches_through_libpq_store_what_psycopg_would(postgres_url: str) -> None:
+    """PostgreSQL batches go to libpq directly (prepared statements, text parameters, the
+    COMMIT in the same round trip). Every kind of value comes back as written; a NUL is
+    refused as psycopg refuses it; a constraint violation is SQLAlchemy's IntegrityError and
+    the connection, its transaction rolled back, runs the next batch (fresh statement names,
+    since which PREPARE went through is not known)."""
+    from pannier.store.driver import libpq_parameters, run_libpq_pipeline
+
+    engine = sa.create_engine(postgres_url)
+    metadata.create_all(engine)
+    insert = compile_for_driver(
+        sa.insert(table), ("ID", "WHEN_SEEN", "FLAG", "NAME"), engine.dialect
+    )
+    rename = compile_for_driver(
+        sa.update(table).where(table.c.ID == sa.bindparam("b_id")), ("b_id", "NAME"), engine.dialect
+    )
+    assert insert is not None and insert.libpq is not None
+    assert rename is not None and rename.libpq is not None
+    names = [None, "", 'it\'s "q" \\ back', "é 漢字 🏥", "%s %(x)s %%", "x" * 100_000]
+    rows = [
+        {"ID": 2**40 + n, "WHEN_SEEN": when(n, "postgresql"), "FLAG": n % 2 == 0, "NAME": name}
+        for n, name in enumerate(names)
+    ]
+
+    def step(statement, rows):
+        return (
+            statement.libpq,
+            [libpq_parameters(statement.libpq, v, "utf-8") for v in statement.parameters(rows)],
+        )
+
+    with engine.connect() as conn:
+        with conn.begin():
+            run_libpq_pipeline(
+                conn,
+                [step(insert, rows), step(rename, [{"b_id": 2**40, "NAME": "renamed"}])],
+                commit=True,
+            )
+        # committed inside the pipeline: another connection sees it
+        with engine.connect() as other:
+            stored = {r.ID: tuple(r)[1:] for r in other.execute(sa.select(table))}
+        assert stored[2**40] == (when(0, "postgresql"), True, "renamed")
+        assert {stored[2**40 + n][2] for n in range(1, len(names))} == set(names[1:])
+        assert all(stored[2**40 + n][0] == when(n, "postgresql") for n in range(len(names)))
+
+        with pytest.raises(Exception, match="NUL"):
+            step(insert, [{"ID": 1, "WHEN_SEEN": None, "FLAG": None, "NAME": "a\x00b"}])
+
+        duplicate = [{"ID": 7, "WHEN_SEEN": None, "FLAG": None, "NAME": "a"}] * 2
+        with pytest.raises(sa.exc.IntegrityError), conn.begin():
+            run_libpq_pipeline(conn, [step(insert, duplicate)], commit=True)
+        with conn.begin():
+            run_libpq_pipeline(conn, [step(insert, duplicate[:1])], commit=False)
+        assert conn.execute(sa.select(table.c.NAME).where(table.c.ID == 7)).scalar() == "a"
+    engine.dispose()

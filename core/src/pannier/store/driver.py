@@ -14,9 +14,13 @@ SQLAlchemy: :func:`compile_for_driver` answers ``None``.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import operator
+import re
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,11 +33,18 @@ class DriverStatement:
     """One statement compiled for one dialect and one set of row keys: the driver's SQL text
     and the conversion of a row (``{key: value}``) into the driver's parameters."""
 
-    __slots__ = ("_convert", "sql")
+    __slots__ = ("_convert", "libpq", "sql")
 
-    def __init__(self, sql: str, convert: Callable[[dict[str, Any]], Params]) -> None:
+    def __init__(
+        self,
+        sql: str,
+        convert: Callable[[dict[str, Any]], Params],
+        libpq: LibpqForm | None = None,
+    ) -> None:
         self.sql = sql
         self._convert = convert
+        self.libpq = libpq
+        """PostgreSQL: the statement as libpq runs it (see :func:`run_libpq_pipeline`)."""
 
     def parameters(self, rows: Sequence[dict[str, Any]]) -> list[Params]:
         convert = self._convert
@@ -140,6 +151,155 @@ def _literal_function(cursor: Any) -> Callable[[Any], str] | None:
     return None
 
 
+@dataclass(frozen=True)
+class LibpqForm:
+    """A pyformat statement (``%(name)s``) as a libpq prepared statement: ``$1...`` in the
+    SQL, the parameter names in ``$`` order, and a name for ``PREPARE`` that is the same for
+    the same SQL."""
+
+    sql: bytes
+    names: tuple[str, ...]
+    key: str
+
+    @classmethod
+    def of(cls, sql: str) -> LibpqForm | None:
+        if "%%" in sql:
+            return None
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match[1] not in names:
+                names.append(match[1])
+            return f"${names.index(match[1]) + 1}"
+
+        body = _PYFORMAT.sub(number, sql)
+        if "%" in body:
+            return None
+        key = hashlib.sha1(body.encode()).hexdigest()[:20]
+        return cls(body.encode(), tuple(names), key)
+
+
+_PYFORMAT = re.compile(r"%\((\w+)\)s")
+
+
+def libpq_parameters(
+    form: LibpqForm, values: Mapping[str, Any], encoding: str
+) -> list[bytes | None]:
+    """A converted row as libpq text parameters. Raises ``TypeError`` for a value it has no
+    text form for (the caller then takes psycopg's path) and psycopg's ``DataError`` for a NUL
+    character, as psycopg does (libpq would cut the text at it)."""
+    out: list[bytes | None] = []
+    for name in form.names:
+        value = values[name]
+        if value is None:
+            out.append(None)
+            continue
+        kind = type(value)
+        if kind is str:
+            if "\x00" in value:
+                import psycopg
+
+                raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+            out.append(value.encode(encoding))
+        elif kind is bool:
+            out.append(b"t" if value else b"f")
+        elif kind is int:
+            out.append(str(value).encode())
+        elif kind is datetime.datetime:
+            out.append(value.isoformat().encode())
+        else:
+            raise TypeError(f"no libpq text form for {kind.__name__}")
+    return out
+
+
+class _Generation:
+    """Which of our prepared statements exist on one connection. After a failed pipeline it
+    is not known which ``PREPARE`` went through, so the next batch uses fresh names."""
+
+    def __init__(self) -> None:
+        self.number = 0
+        self.prepared: set[str] = set()
+
+    def reset(self) -> None:
+        self.number += 1
+        self.prepared.clear()
+
+
+_GENERATIONS: weakref.WeakKeyDictionary[Any, _Generation] = weakref.WeakKeyDictionary()
+
+
+def run_libpq_pipeline(
+    conn: Connection,
+    steps: Sequence[tuple[LibpqForm, list[list[bytes | None]]]],
+    *,
+    commit: bool,
+) -> None:
+    """PostgreSQL: a batch's statements, and its ``COMMIT`` when ``commit``, in one libpq
+    pipeline (one round trip), each statement prepared once per connection.
+
+    Why not psycopg's pipeline: it runs several Python generators per row sent (measured:
+    0.32 ms of CPU for a batch of 26 rows against 0.066 ms through libpq directly, and the
+    COMMIT costs a second round trip there). The connection stays non-blocking and the wait
+    is ``select``, so the GIL is free while the server works. Errors are raised as psycopg's
+    (by SQLSTATE) wrapped as SQLAlchemy's; a connection left in an unknown state is
+    invalidated."""
+    import select
+
+    import psycopg
+    from psycopg import pq
+
+    driver = conn.connection.driver_connection
+    pg = driver.pgconn  # type: ignore[union-attr]
+    generation = _GENERATIONS.get(driver)
+    if generation is None:
+        generation = _GENERATIONS[driver] = _Generation()
+    error: psycopg.Error | None = None
+    clean = False
+    pg.enter_pipeline_mode()
+    try:
+        if pg.transaction_status == pq.TransactionStatus.IDLE:
+            pg.send_query_params(b"BEGIN", None)
+        for form, rows in steps:
+            name = f"pannier_{generation.number}_{form.key}".encode()
+            if form.key not in generation.prepared:
+                pg.send_prepare(name, form.sql)
+                generation.prepared.add(form.key)
+            for params in rows:
+                pg.send_query_prepared(name, params)
+        if commit:
+            pg.send_query_params(b"COMMIT", None)
+        pg.pipeline_sync()
+        fd = pg.socket
+        while pg.flush():
+            select.select([fd], [fd], [])
+            pg.consume_input()
+        while True:
+            while pg.is_busy():
+                select.select([fd], [], [])
+                pg.consume_input()
+            result = pg.get_result()
+            if result is None:
+                continue
+            status = result.status
+            if status == pq.ExecStatus.PIPELINE_SYNC:
+                break
+            if status == pq.ExecStatus.FATAL_ERROR and error is None:
+                sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
+                message = (result.error_message or b"").decode(errors="replace").strip()
+                kind = psycopg.errors.lookup(sqlstate.decode()) if sqlstate else psycopg.Error
+                error = kind(message)
+        pg.exit_pipeline_mode()
+        clean = True
+    except psycopg.Error as exc:
+        error = exc
+    finally:
+        if not clean:
+            conn.invalidate()  # mid-pipeline: nothing more can be sent on it
+    if error is not None:
+        generation.reset()
+        raise wrap_driver_error(conn, None, "pipelined batch", error) from error
+
+
 def _split_values(sql: str) -> tuple[str, str | None]:
     """``INSERT ... VALUES (...)`` as ``("INSERT ... VALUES ", "(...)")``; other statements
     as ``(sql, None)``."""
@@ -205,7 +365,10 @@ def compile_for_driver(
         processor = _bind_processor(binds[name], dialect)
         constants[name] = processor(value) if processor is not None else value
     convert = _converter(names, constants, processors, compiled.positional)
-    return DriverStatement(sql, convert)
+    libpq = None
+    if dialect.name == "postgresql" and dialect.paramstyle == "pyformat":
+        libpq = LibpqForm.of(sql)
+    return DriverStatement(sql, convert, libpq)
 
 
 def _bind_processor(bind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:

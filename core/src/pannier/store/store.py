@@ -27,7 +27,14 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from pannier.sequences import SequenceAllocator
 from pannier.store import schema, setup
-from pannier.store.driver import DriverStatements, run_multi_statement, wrap_driver_error
+from pannier.store.driver import (
+    DriverStatements,
+    LibpqForm,
+    libpq_parameters,
+    run_libpq_pipeline,
+    run_multi_statement,
+    wrap_driver_error,
+)
 from pannier.store.statistics import COLUMNS, Deltas
 
 log = logging.getLogger("pannier.store")
@@ -505,9 +512,47 @@ class Store:
             raise
 
     def _execute_pipelined(self, conn: Connection, batch: list[Unit]) -> None:
-        """psycopg pipeline mode: the batch's statements go out together and their results
-        come back together (one round trip instead of one per statement). An error surfaces
-        when the pipeline ends; it is raised as SQLAlchemy's, so retries see it as usual."""
+        """PostgreSQL: the batch's statements go out together and their results come back
+        together (one round trip instead of one per statement), through libpq directly
+        (:func:`~pannier.store.driver.run_libpq_pipeline`) when every statement can, with the
+        COMMIT in the same round trip when no custom work follows; else psycopg's pipeline.
+        An error is raised as SQLAlchemy's, so retries see it as usual."""
+        steps = self._libpq_steps(conn, batch)
+        if steps is not None:
+            commit = not any(unit.custom for unit in batch)
+            run_libpq_pipeline(conn, steps, commit=commit)
+            if not commit:
+                for unit in batch:
+                    for custom in unit.custom:
+                        custom(conn)
+            return
+        self._execute_psycopg_pipeline(conn, batch)
+
+    def _libpq_steps(
+        self, conn: Connection, batch: list[Unit]
+    ) -> list[tuple[LibpqForm, list[list[bytes | None]]]] | None:
+        """The batch as libpq statements and text parameters, or None when a statement or a
+        value has no libpq form (psycopg's pipeline takes the batch then)."""
+        encoding = conn.connection.driver_connection.info.encoding  # type: ignore[union-attr]
+        steps: list[tuple[LibpqForm, list[list[bytes | None]]]] = []
+        groups = _grouped(batch)
+        for key in sorted(groups, key=lambda k: k[0]):
+            statement, rows = groups[key]
+            compiled = self._driver_statements.get(statement, tuple(rows[0]))
+            if compiled is None or compiled.libpq is None:
+                return None
+            form = compiled.libpq
+            try:
+                converted = [
+                    libpq_parameters(form, values, encoding)  # type: ignore[arg-type]
+                    for values in compiled.parameters(rows)
+                ]
+            except TypeError:
+                return None
+            steps.append((form, converted))
+        return steps
+
+    def _execute_psycopg_pipeline(self, conn: Connection, batch: list[Unit]) -> None:
         import psycopg
 
         driver = conn.connection.driver_connection
@@ -551,14 +596,7 @@ class Store:
                     unit.build(message_id)
 
     def _execute(self, conn: Connection, batch: list[Unit], custom: bool = True) -> None:
-        groups: dict[tuple[Any, ...], tuple[Any, list[dict[str, Any]]]] = {}
-        for unit in batch:
-            for priority, statement, params in unit.ops:
-                # Rows of one executemany must bind the same parameters.
-                key = (priority, id(statement), *params)
-                if key not in groups:
-                    groups[key] = (statement, [])
-                groups[key][1].append(params)
+        groups = _grouped(batch)
         cursor = conn.connection.cursor()  # this transaction's DB-API connection
         pending: list[str] = []  # MariaDB/MySQL: statements to send in one round trip
         size = 0
@@ -589,6 +627,19 @@ class Store:
             for unit in batch:
                 for run in unit.custom:
                     run(conn)
+
+
+def _grouped(batch: list[Unit]) -> dict[tuple[Any, ...], tuple[Any, list[dict[str, Any]]]]:
+    """The batch's rows by statement (in priority order when sorted by key): rows of one
+    group bind the same parameters, so they go out as one executemany."""
+    groups: dict[tuple[Any, ...], tuple[Any, list[dict[str, Any]]]] = {}
+    for unit in batch:
+        for priority, statement, params in unit.ops:
+            key = (priority, id(statement), *params)
+            if key not in groups:
+                groups[key] = (statement, [])
+            groups[key][1].append(params)
+    return groups
 
 
 def _use_wal(cursor: Any) -> None:
