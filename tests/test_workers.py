@@ -85,20 +85,27 @@ def messages_per_server(url: str) -> dict[str, tuple[int, int]]:
     return {str(server): (int(count), int(done)) for server, count, done in rows}
 
 
-def node_config(tmp_path: Path, port: int) -> Path:
-    return write_config(tmp_path, example_channel(port))
+def two_worker_node(tmp_path: Path, url: str) -> tuple[Node, int]:
+    """The example MLLP channel on a free port, run by a node of two workers; returns once
+    both are serving."""
+    port = free_port()
+    node = Node(write_config(tmp_path, example_channel(port)), url, workers=2)
+    try:
+        node.wait_for(r"2 workers running")
+    except BaseException:
+        node.process.kill()
+        raise
+    return node, port
 
 
 @pytest.mark.slow
 def test_two_workers_share_the_port_and_store_each_message_once(
     tmp_path: Path, hl7_sample, db_url: str
 ) -> None:
-    port = free_port()
-    node = Node(node_config(tmp_path, port), db_url, workers=2)
+    node, port = two_worker_node(tmp_path, db_url)
     acked: list[str] = []
     sent: list[str] = []
     try:
-        node.wait_for(r"2 workers running")
         node.wait_for(r"\[worker 1\] .*listening on 127\.0\.0\.1:" + str(port))
         # pannier run's own pid became the supervisor (what systemd and the like watch)
         command = Path(f"/proc/{node.process.pid}/cmdline").read_bytes().split(b"\0")
@@ -127,12 +134,10 @@ def test_a_killed_worker_is_restarted_and_recovers_what_it_accepted(
     tmp_path: Path, hl7_sample
 ) -> None:
     url = f"sqlite:///{tmp_path / 'pannier.db'}"
-    port = free_port()
-    node = Node(node_config(tmp_path, port), url, workers=2)
+    node, port = two_worker_node(tmp_path, url)
     acked: list[str] = []
     sent: list[str] = []
     try:
-        node.wait_for(r"2 workers running")
         first, second = node.workers()
         template = hl7_sample("adt_a01.hl7")
 
