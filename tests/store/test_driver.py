@@ -249,10 +249,16 @@ def test_postgresql_batches_through_libpq_store_what_psycopg_would(postgres_url:
         with pytest.raises(Exception, match="NUL"):
             step(insert, [{"ID": 1, "WHEN_SEEN": None, "FLAG": None, "NAME": "a\x00b"}])
 
+    with engine.connect() as conn:  # a fresh connection: nothing prepared on it yet
         duplicate = [{"ID": 7, "WHEN_SEEN": None, "FLAG": None, "NAME": "a"}] * 2
+        seven = [{"b_id": 7, "NAME": "seven"}]
+        # The second row fails, so the pipeline skips what follows: the PREPARE of the
+        # update never runs. The next batch must prepare it again, not assume it exists.
         with pytest.raises(sa.exc.IntegrityError), conn.begin():
-            run_libpq_pipeline(conn, [step(insert, duplicate)], commit=True)
+            run_libpq_pipeline(conn, [step(insert, duplicate), step(rename, seven)], commit=True)
         with conn.begin():
-            run_libpq_pipeline(conn, [step(insert, duplicate[:1])], commit=False)
-        assert conn.execute(sa.select(table.c.NAME).where(table.c.ID == 7)).scalar() == "a"
+            run_libpq_pipeline(
+                conn, [step(insert, duplicate[:1]), step(rename, seven)], commit=False
+            )
+        assert conn.execute(sa.select(table.c.NAME).where(table.c.ID == 7)).scalar() == "seven"
     engine.dispose()

@@ -255,8 +255,8 @@ def run_libpq_pipeline(
         generation = _GENERATIONS[driver] = _Generation()
     error: psycopg.Error | None = None
     clean = False
-    pg.enter_pipeline_mode()
     try:
+        pg.enter_pipeline_mode()
         if pg.transaction_status == pq.TransactionStatus.IDLE:
             pg.send_query_params(b"BEGIN", None)
         for form, rows in steps:
