@@ -9,6 +9,7 @@ backwards: sources stop taking messages, in-flight messages drain under
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -127,10 +128,6 @@ def _build(kind: ConnectorType, setup: ConnectorSetup, where: str) -> Any:
         return kind.factory(setup)
     except PropertyError as exc:
         raise DeployError(f"{where}: {exc}") from None
-
-
-def _polls_here() -> bool:
-    return True
 
 
 def _polls_elsewhere() -> bool:
@@ -727,7 +724,7 @@ class Engine:
                 details=details,
             )
 
-        return ConnectorSetup(
+        setup = ConnectorSetup(
             router=self,
             channel_id=channel.id,
             channel_name=channel.name,
@@ -736,8 +733,10 @@ class Engine:
             properties=properties,
             report_state=report_state,
             base_directory=str(self.config.base_dir),
-            should_poll=_polls_here if self.worker.primary else _polls_elsewhere,
         )
+        if self.worker.primary:
+            return setup
+        return dataclasses.replace(setup, should_poll=_polls_elsewhere)
 
     async def route(self, channel_id: str, message: RawMessage) -> DispatchResult:
         """The :class:`~pannier.connectors.Router` connectors and scripts use: dispatch

@@ -71,7 +71,7 @@ def current_worker() -> Worker:
     except ValueError:
         worker = Worker(-1, 0)
     if not 0 <= worker.index < worker.count:
-        raise ValueError(f"{WORKER_ENV}={value!r}: expected <index>/<count>, such as 0/2")
+        raise ConfigError(f"{WORKER_ENV}={value!r}: expected <index>/<count>, such as 0/2")
     return worker
 
 

@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         if cpu is not None:
             log.info("running on CPU %d (server.cpu_affinity)", cpu)
         engine = Engine(config, serve_api=config["api.enabled"], worker=worker)
-    except (ConfigError, PluginError, ChannelFormatError, ValueError) as exc:
+    except (ConfigError, PluginError, ChannelFormatError) as exc:
         return fail(str(exc))
 
     async def serve() -> None:
