@@ -24,10 +24,6 @@ ROOT = "HL7Message"
 _ELEMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 
 
-def _same(text: str) -> str:
-    return text
-
-
 xml_escape = xmltext.encode
 """Mirth's ``MirthXmlUtil.encode`` (see :mod:`pannier.xmltext`)."""
 
@@ -67,7 +63,8 @@ class _FieldTags:
 
 
 _TAGS: dict[tuple[str, int], list[_FieldTags]] = {}
-_TAGS_LOCK = threading.Lock()
+"""Cached field tags by (segment name, field offset). Threads may race to fill an entry; each
+writes an equal list in one assignment, so no lock is needed."""
 
 
 _MAX_CACHED = 64
@@ -83,8 +80,7 @@ def _segment_tags(name: str, offset: int, count: int) -> list[_FieldTags]:
     if tags is None or len(tags) < count:
         made = [_FieldTags(f"{name}.{position + offset}") for position in range(count)]
         if len(_TAGS) < 1024 and count <= _MAX_CACHED:
-            with _TAGS_LOCK:
-                _TAGS[key] = made
+            _TAGS[key] = made
         return made
     return tags
 
@@ -110,7 +106,6 @@ def er7_to_xml(
     # Skip entity encoding altogether when nothing after MSH-2 needs it (the usual case).
     body_start = text.find(fs, 4) + 1 if text[:3] in HEADER_SEGMENTS else 0
     needed = xmltext.needs_encoding(text, body_start, ignore_cr=segment_delimiter == "\r")
-    encode = xml_escape if needed else _same  # components; whole fields test ``needed``
     if ss:
         special = cs + rs + es[:1] + ss
     elif es:
@@ -138,16 +133,16 @@ def er7_to_xml(
                     add(ctag.open)
                     for sub_number, sub in enumerate(component.split(ss), 1):
                         stag = f"{ctag.name}.{sub_number}"
-                        add(f"<{stag}>{encode(sub)}</{stag}>")
+                        add(f"<{stag}>{xml_escape(sub) if needed else sub}</{stag}>")
                     add(ctag.close)
                 else:
                     add(ctag.open)
-                    add(encode(component) if needed else component)
+                    add(xml_escape(component) if needed else component)
                     add(ctag.close)
             add(tags.close)
         else:
             add(tags.simple_open)
-            add(encode(value) if needed else value)
+            add(xml_escape(value) if needed else value)
             add(tags.simple_close)
 
     for number, segment in enumerate(text.split(segment_delimiter), 1):
@@ -183,7 +178,7 @@ def er7_to_xml(
                 field(tags, value)
             else:  # a plain field, most of them: inline, without a call
                 add(tags.simple_open)
-                add(encode(value) if needed else value)
+                add(xml_escape(value) if needed else value)
                 add(tags.simple_close)
         add(f"</{name}>")
     add("</HL7Message>")
