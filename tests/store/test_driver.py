@@ -181,6 +181,9 @@ def test_mariadb_values_are_inlined_exactly_as_the_driver_would(
         "é ü 漢字 🏥",
         "100%s %(x)s %%",
         datetime(2026, 12, 6, 8, 30, 5),
+        datetime(2026, 12, 6, 8, 30, 5, 123),
+        datetime(999, 1, 2, 3, 4, 5, 600000),
+        "MSH|^~\\&|A\rPID|1||x\n" * 40,
         2.5,
     ]
     template = "(" + ", ".join(["%s"] * len(values)) + ")"

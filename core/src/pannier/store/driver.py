@@ -92,63 +92,95 @@ class DriverStatement:
 
 def _renderer(cursor: Any, template: str) -> Callable[[Any], str]:
     """``template`` (``%s`` placeholders) with a row's values inlined, as ``cursor.mogrify``
-    would write it. mogrify converts every value through several Python calls and then
-    formats the whole text again; with a dozen rows of a dozen values per message that was a
-    quarter of the engine's CPU time on MariaDB (yappi, bench/RESULTS.md). Here each value
-    goes to the driver's own escaping directly (so the connection's character set and
-    ``NO_BACKSLASH_ESCAPES`` are honoured as before) and the pieces are joined once. Drivers
-    or templates this does not know fall back to mogrify."""
+    would write it, character for character. mogrify converts every value through several
+    Python calls and formats the whole text again; with a dozen rows of a dozen values per
+    message that was a quarter of the engine's CPU time on MariaDB (yappi, bench/RESULTS.md).
+    Here each value is written by :func:`_literal_function` and the template is filled by one
+    ``%`` format. Drivers or templates this does not know fall back to mogrify."""
     literal = _literal_function(cursor)
-    parts = template.split("%s")
     if literal is None or "%%" in template or "%(" in template:
         mogrify = cursor.mogrify
         return lambda values: str(mogrify(template, values))
-    last = parts[-1]
-    pieces = parts[:-1]
+    return lambda values: template % tuple(map(literal, values))
 
-    def render(values: Any) -> str:
-        out: list[str] = []
-        for piece, value in zip(pieces, values, strict=True):
-            out.append(piece)
-            out.append(literal(value))
-        out.append(last)
-        return "".join(out)
 
-    return render
+#: MySQL's string escapes (``mysql_real_escape_string``, PyMySQL's ``escape_string``), the
+#: backslash first so that the backslashes the others add are not doubled.
+_ESCAPES = (
+    ("\\", "\\\\"),
+    ("\0", "\\0"),
+    ("\n", "\\n"),
+    ("\r", "\\r"),
+    ("\x1a", "\\Z"),
+    ("'", "\\'"),
+    ('"', '\\"'),
+)
+_SERVER_STATUS_NO_BACKSLASH_ESCAPES = 512
+
+
+def _backslash_escaped(value: str) -> str:
+    # str.replace scans at memchr speed; str.translate (PyMySQL's way) looks every character
+    # up: 800 us against 28 us for one DEVELOPMENT message's content here.
+    for char, escaped in _ESCAPES:
+        if char in value:
+            value = value.replace(char, escaped)
+    return "'" + value + "'"
+
+
+def _quote_doubled(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _literal_function(cursor: Any) -> Callable[[Any], str] | None:
-    """One value as SQL text by the driver's escaping (mysqlclient or PyMySQL), or None."""
+    """One value as SQL text exactly as the driver (mysqlclient or PyMySQL) writes it, or
+    None for another driver.
+
+    Text is escaped as the session's mode asks (``NO_BACKSLASH_ESCAPES`` or not), read from
+    the driver at each call; numbers, booleans and naive timestamps are written as both
+    drivers write them; anything else goes to the driver. With mysqlclient and a character
+    set other than UTF-8, text goes to libmariadb, whose escaping depends on the set."""
     conn = cursor.connection
     module = type(conn).__module__
     if module.startswith("MySQLdb"):
         encoding = conn.encoding
+        driver_literal = conn.literal
         string_literal = conn.string_literal
-        mysqldb_literal = conn.literal
 
-        def mysqldb_value(value: Any) -> str:
-            if value is None:
-                return "NULL"
-            kind = type(value)
-            if kind is str:
+        def other(value: Any) -> str:
+            return str(driver_literal(value).decode(encoding))
+
+        if encoding in ("utf8", "utf-8"):
+            quote_only = string_literal(b"'") == b"''''"
+            escape = _quote_doubled if quote_only else _backslash_escaped
+        else:
+
+            def escape(value: str) -> str:
                 return str(string_literal(value.encode(encoding)).decode(encoding))
-            if kind is int:
-                return str(value)
-            return str(mysqldb_literal(value).decode(encoding))
 
-        return mysqldb_value
-    if module.startswith("pymysql"):
-        escape = conn.escape  # str values quoted and escaped (NO_BACKSLASH_ESCAPES honoured)
+    elif module.startswith("pymysql"):
+        other = conn.escape
+        quote_only = bool(conn.server_status & _SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+        escape = _quote_doubled if quote_only else _backslash_escaped
+    else:
+        return None
+    datetime_type = datetime.datetime
 
-        def pymysql_value(value: Any) -> str:
-            if value is None:
-                return "NULL"
-            if type(value) is int:
-                return str(value)
-            return str(escape(value))
+    def value_literal(value: Any) -> str:
+        kind = type(value)
+        if kind is str:
+            return escape(value)
+        if value is None:
+            return "NULL"
+        if kind is int:
+            return str(value)
+        if kind is bool:
+            return "1" if value else "0"
+        if kind is datetime_type and value.tzinfo is None:
+            # Both drivers: 'YYYY-MM-DD HH:MM:SS', and '.ffffff' when there are microseconds.
+            return f"'{value.isoformat(' ')}'"
+        return other(value)
 
-        return pymysql_value
-    return None
+    return value_literal
 
 
 @dataclass(frozen=True)
