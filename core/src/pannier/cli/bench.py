@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -109,6 +110,11 @@ class Result:
     rss_peak_mib: float | None = None
     engine_cpu: float | None = None
     workers: int = 1
+    cpu_ms_per_message: dict[str, float] = field(default_factory=dict)
+    """Where the machine's CPU went, per timed message: ``engine``, ``database`` (the local
+    server's processes, when it runs here) and ``load`` (the load generator)."""
+    machine_busy: float | None = None
+    """Share of all CPUs busy during the timed run (every process, the kernel's too)."""
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -127,6 +133,11 @@ class Result:
         )
         if self.engine_cpu is not None:
             text += f", engine CPU {self.engine_cpu:.0%}"  # of one core; summed over workers
+        if self.cpu_ms_per_message:
+            parts = " / ".join(f"{k} {v:.2f}" for k, v in self.cpu_ms_per_message.items())
+            text += f", CPU ms/msg {parts}"
+        if self.machine_busy is not None:
+            text += f", machine {self.machine_busy:.0%} busy"
         if self.rss_idle_mib is not None and self.rss_peak_mib is not None:
             text += f", RSS idle {self.rss_idle_mib:.0f} / peak {self.rss_peak_mib:.0f} MiB"
         elif self.rss_peak_mib is not None:
@@ -318,6 +329,42 @@ def cpu_seconds(pid: int) -> float:
         fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+#: Process names of the database servers whose CPU a run on this machine reports.
+SERVER_PROCESSES = {"mysql": ("mariadbd", "mysqld"), "postgres": ("postgres",)}
+
+
+def server_cpu_seconds(database: str) -> float | None:
+    """CPU seconds used so far by the local server processes of ``database`` (None when
+    none runs on this machine, or for SQLite, which runs inside the engine)."""
+    names = SERVER_PROCESSES.get(database)
+    if not names:
+        return None
+    total, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        if name in names:
+            fields = text.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            found = True
+    return total / os.sysconf("SC_CLK_TCK") if found else None
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rss_mib(pid: int, key: str = "VmRSS") -> float:
@@ -596,8 +643,22 @@ def run_scenario(args: argparse.Namespace) -> Result:
                     )
                     time.sleep(1.0)
                 cpu_before = cpu_seconds(engine.pid)
+                server_before = server_cpu_seconds(args.database)
+                own_before, machine_before = own_cpu_seconds(), machine_jiffies()
                 load = trio.run(drive, port, frames, args.connections, args.rate)
-                result.engine_cpu = (cpu_seconds(engine.pid) - cpu_before) / load.seconds
+                engine_seconds = cpu_seconds(engine.pid) - cpu_before
+                result.engine_cpu = engine_seconds / load.seconds
+                timed = max(len(load.latencies), 1)
+                budget = {"engine": engine_seconds}
+                server_after = server_cpu_seconds(args.database)
+                if server_before is not None and server_after is not None:
+                    budget["database"] = server_after - server_before
+                budget["load"] = own_cpu_seconds() - own_before
+                result.cpu_ms_per_message = {k: v * 1000 / timed for k, v in budget.items()}
+                busy_after, total_after = machine_jiffies()
+                total = total_after - machine_before[1]
+                busy = busy_after - machine_before[0]
+                result.machine_busy = busy / total if total else None
                 result.rss_peak_mib = rss_mib(engine.pid, "VmHWM")
                 if args.profile:
                     profiler.send_signal(signal.SIGINT)
