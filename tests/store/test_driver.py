@@ -196,6 +196,12 @@ def test_mariadb_values_are_inlined_exactly_as_the_driver_would(
             expected = cursor.mogrify(template, values)
             assert _renderer(cursor, template)(values) == expected
             assert _renderer(cursor, update)(values[5:8]) == cursor.mogrify(update, values[5:8])
+            # Named placeholders (PyMySQL's paramstyle, as the store compiles for it).
+            row = {f"v{n}": value for n, value in enumerate(values)}
+            named = "(" + ", ".join(f"%({key})s" for key in reversed(row)) + ")"
+            assert _renderer(cursor, named)(row) == cursor.mogrify(named, row)
+            one = "UPDATE t SET A=%(v6)s"
+            assert _renderer(cursor, one)(row) == cursor.mogrify(one, row)
             cursor.close()
     finally:
         engine.dispose()

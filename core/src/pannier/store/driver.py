@@ -96,12 +96,21 @@ def _renderer(cursor: Any, template: str) -> Callable[[Any], str]:
     Python calls and formats the whole text again; with a dozen rows of a dozen values per
     message that was a quarter of the engine's CPU time on MariaDB (yappi, bench/RESULTS.md).
     Here each value is written by :func:`_literal_function` and the template is filled by one
-    ``%`` format. Drivers or templates this does not know fall back to mogrify."""
+    ``%`` format; named placeholders (``%(name)s``, PyMySQL's paramstyle) take the row's
+    values by name. Drivers or templates this does not know fall back to mogrify."""
     literal = _literal_function(cursor)
-    if literal is None or "%%" in template or "%(" in template:
+    names = _PYFORMAT.findall(template)
+    positional = _PYFORMAT.sub("%s", template)
+    if literal is None or "%%" in positional or "%(" in positional:
         mogrify = cursor.mogrify
         return lambda values: str(mogrify(template, values))
-    return lambda values: template % tuple(map(literal, values))
+    if not names:
+        return lambda values: positional % tuple(map(literal, values))
+    if len(names) == 1:
+        only = names[0]
+        return lambda values: positional % (literal(values[only]),)
+    by_name = operator.itemgetter(*names)
+    return lambda values: positional % tuple(map(literal, by_name(values)))
 
 
 #: MySQL's string escapes (``mysql_real_escape_string``, PyMySQL's ``escape_string``), the
