@@ -15,6 +15,7 @@ from pannier.model.status import ContentType
 from pannier.sequences import BlockAllocator
 from pannier.store import store as store_module
 from pannier.store.driver import run_multi_statement
+from pannier.store.mysql_wire import run_query
 from pannier.store.store import UPDATE_CONNECTOR, UPDATE_MESSAGE, ChannelStore, Store, Unit
 
 
@@ -60,7 +61,12 @@ async def test_a_batch_of_updates_gives_each_message_its_own_values(
         round_trips.append(list(statements))
         run_multi_statement(conn, cursor, statements)
 
+    async def recording_wire(sock: Any, sql: bytes) -> Any:  # batches from the event loop
+        round_trips.append(sql.decode().split(";\n"))
+        return await run_query(sock, sql)
+
     monkeypatch.setattr(store_module, "run_multi_statement", recording)
+    monkeypatch.setattr(store_module.mysql_wire, "run_query", recording_wire)
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         await store.create_schema()

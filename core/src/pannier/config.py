@@ -112,6 +112,12 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "pool_size": Setting(
             8, "database connections (and worker threads) at most", check=_positive
         ),
+        "async_batches": Setting(
+            True,
+            "MariaDB/MySQL: the store sends each batch from the event loop on its connection's "
+            "own socket, without a worker thread (not over TLS or compression, which take the "
+            "driver); false: always through the driver in a worker thread",
+        ),
         "sequence_allocator": Setting("block", "message id allocator, by plugin name"),
         "sequence_block_size": Setting(
             100, "ids reserved per locked read by the block allocator", check=_positive

@@ -274,6 +274,7 @@ class Engine:
             self.server_id,
             self.allocator,
             pool_size=config["database.pool_size"],
+            async_batches=config["database.async_batches"],
         )
         self.store = store
         try:

@@ -100,6 +100,10 @@ def pannier_register_sequence_allocators() -> Sequence[SequenceAllocatorSpec]:
 
     Cluster: an allocator must give ids unique across every engine sharing the database; it
     gets them only through the store's locked ``reserve``, never by counting on its own.
+
+    Event loop: ``SequenceAllocator.next_ids_nowait`` may hand out ids already in memory without
+    blocking (``block`` does); the store then allocates without a worker thread. The default
+    answers None.
     """
 
 

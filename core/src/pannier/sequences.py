@@ -5,7 +5,8 @@ The store owns the database side: for each channel it offers a :class:`SequenceS
 Java's ``BufferedDao.getNextMessageId`` does (locked read + increment; PostgreSQL ``nextval``).
 An allocator decides how many ids to reserve at once and hands them out.
 
-Allocators are called from the store's worker threads, so they must be thread-safe.
+Allocators are called from the store's worker threads, so they must be thread-safe;
+``next_ids_nowait`` is called on the event loop and must never block.
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ class SequenceAllocator(ABC):
     @abstractmethod
     def next_ids(self, source: SequenceSource, count: int) -> list[int]:
         """``count`` ids, unique across every engine sharing ``source``, ascending."""
+
+    def next_ids_nowait(self, source: SequenceSource, count: int) -> list[int] | None:
+        """``count`` ids if they can be had at once, without the database or waiting for a
+        lock, else None (then :meth:`next_ids` is called from a worker thread).
+
+        Called on the event loop, so it must never block. An allocator that keeps ids in
+        memory answers here and spares the store a thread hop per batch; the default answers
+        None."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,18 @@ class BlockAllocator(SequenceAllocator):
         self.block_size = block_size
         self._lock = threading.Lock()
         self._free: dict[str, list[int]] = {}
+
+    def next_ids_nowait(self, source: SequenceSource, count: int) -> list[int] | None:
+        if not self._lock.acquire(blocking=False):  # a worker thread is refilling
+            return None
+        try:
+            free = self._free.get(source.key)
+            if free is None or len(free) < count:
+                return None
+            taken, self._free[source.key] = free[:count], free[count:]
+            return taken
+        finally:
+            self._lock.release()
 
     def next_ids(self, source: SequenceSource, count: int) -> list[int]:
         with self._lock:

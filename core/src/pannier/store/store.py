@@ -26,7 +26,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
 from pannier.sequences import SequenceAllocator
-from pannier.store import schema, setup
+from pannier.store import mysql_wire, schema, setup
 from pannier.store.driver import (
     DriverStatements,
     LibpqForm,
@@ -91,15 +91,25 @@ class Unit:
 
 class _Writer:
     """A committer's own connection, kept from one batch to the next: no pool checkout, reset
-    (a ROLLBACK round trip) or ping per batch. Used by one worker thread at a time."""
+    (a ROLLBACK round trip) or ping per batch. Used by one worker thread, or the committer's
+    task on the event loop (``wire``), at a time."""
 
     def __init__(self) -> None:
         self.conn: Connection | None = None
+        self.wire: mysql_wire.WireSocket | None = None
+        """MariaDB/MySQL: the connection's socket, for batches sent from the event loop."""
 
-    def close(self) -> None:
+    def close(self, invalidate: bool = False) -> None:
+        """Give the connection up: back to the pool, or closed (``invalidate``) when its
+        state is not known, so that the server rolls back whatever it held open."""
+        wire, self.wire = self.wire, None
+        if wire is not None:
+            wire.close()
         conn, self.conn = self.conn, None
         if conn is not None:
             try:
+                if invalidate:
+                    conn.invalidate()
                 conn.close()
             except Exception as exc:  # already broken: the pool drops it
                 log.debug("closing a writer connection failed: %s", exc)
@@ -288,6 +298,7 @@ class Store:
         pool_size: int = 8,
         max_batch: int = 256,
         retry_seconds: float = 60.0,
+        async_batches: bool = True,
     ) -> None:
         self.url = url
         self.server_id = server_id
@@ -312,6 +323,9 @@ class Store:
         # multi-statement text instead (_create_engine enables them on the store's
         # connections), so a batch costs one round trip and its commit.
         self._multi_statement = self.dialect in ("mysql", "mariadb")
+        # ...and from the event loop, on the connection's own socket (store/mysql_wire.py):
+        # in a worker thread the driver waits for the GIL after each of its blocking calls.
+        self.async_batches = async_batches and self._multi_statement
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -447,9 +461,14 @@ class Store:
                     except trio.WouldBlock:
                         break
                 try:
-                    await trio.to_thread.run_sync(
-                        self._commit_batch, batch, writer, limiter=self._limiter
-                    )
+                    if self.async_batches and not any(unit.custom for unit in batch):
+                        # Shielded as a thread is: the batch in flight is finished.
+                        with trio.CancelScope(shield=True):
+                            await self._commit_batch_async(batch, writer)
+                    else:
+                        await trio.to_thread.run_sync(
+                            self._commit_batch, batch, writer, limiter=self._limiter
+                        )
                 except BaseException as exc:  # cancellation included: never leave a caller waiting
                     for unit in batch:
                         if not unit.done.is_set():
@@ -460,6 +479,54 @@ class Store:
                     unit.done.set()
         finally:
             writer.close()
+
+    async def _commit_batch_async(self, batch: list[Unit], writer: _Writer) -> None:
+        """MariaDB/MySQL: write ``batch`` from the event loop: its statements and a COMMIT in
+        one query on the writer's socket (:func:`pannier.store.mysql_wire.run_query`).
+
+        Whatever this cannot do goes to :meth:`_commit_batch` in a worker thread, with its
+        retries and its one-by-one fallback: a batch before the writer has a connection (it
+        is made there), ids the allocator must fetch from the database, and any failure, in
+        which case the connection is closed first (the server rolls back what it had)."""
+        wire = writer.wire
+        if wire is None or not self._allocate_ids_nowait(batch):
+            await trio.to_thread.run_sync(self._commit_batch, batch, writer, limiter=self._limiter)
+            return
+        if not any(unit.ops for unit in batch):
+            return  # id allocation only
+        try:
+            assert writer.conn is not None
+            cursor = writer.conn.connection.cursor()
+            try:
+                statements = self._literal_statements(batch, cursor)
+            finally:
+                cursor.close()
+            if statements is None:
+                raise mysql_wire.NotForWire("a statement has no literal form")
+            for chunk in _chunks([*statements, "COMMIT"]):
+                sql = ";\n".join(chunk).encode(wire.encoding)
+                await mysql_wire.run_query(wire.sock, sql)
+            return
+        except Exception as exc:
+            level = logging.DEBUG if isinstance(exc, mysql_wire.WireError) else logging.WARNING
+            log.log(
+                level,
+                "batch from the event loop failed (%s: %s); through the driver",
+                type(exc).__name__,
+                exc,
+            )
+        writer.close(invalidate=True)
+        await trio.to_thread.run_sync(self._commit_batch, batch, writer, limiter=self._limiter)
+
+    def _allocate_ids_nowait(self, batch: list[Unit]) -> bool:
+        """Give the batch's new messages their ids if the allocator has them at hand (event
+        loop); False when some must come from the database (then :meth:`_allocate_ids`)."""
+        for channel_store, units in _wanting_ids(batch).items():
+            ids = self.allocator.next_ids_nowait(channel_store.sequence, len(units))
+            if ids is None:
+                return False
+            _give_ids(units, ids)
+        return True
 
     def _commit_batch(self, batch: list[Unit], writer: _Writer | None = None) -> None:
         """Allocate ids and write ``batch`` in one transaction (worker thread).
@@ -499,17 +566,29 @@ class Store:
             with self.engine.begin() as conn:
                 self._execute(conn, batch)
             return
-        conn = writer.conn or self.engine.connect()
-        writer.conn = conn
+        if writer.conn is None:
+            writer.conn = self.engine.connect()
+        connection = writer.conn
         try:
-            with conn.begin():
+            if self.async_batches and writer.wire is None:
+                self._attach_wire(writer, connection)
+            with connection.begin():
                 if self.dialect == "postgresql":
-                    self._execute_pipelined(conn, batch)
+                    self._execute_pipelined(connection, batch)
                 else:
-                    self._execute(conn, batch)
+                    self._execute(connection, batch)
         except BaseException:
             writer.close()  # a lost connection is discarded; the retry takes a fresh one
             raise
+
+    def _attach_wire(self, writer: _Writer, connection: Connection) -> None:
+        """Let the next batches of this writer go from the event loop, if its connection
+        allows (worker thread: asks the server)."""
+        try:
+            writer.wire = mysql_wire.WireSocket.of(connection.connection.dbapi_connection)
+        except mysql_wire.NotForWire as exc:
+            self.async_batches = False  # the same for every connection of this URL
+            log.info("store batches go through the driver in a worker thread: %s", exc)
 
     def _execute_pipelined(self, conn: Connection, batch: list[Unit]) -> None:
         """PostgreSQL: the batch's statements go out together and their results come back
@@ -582,51 +661,77 @@ class Store:
                 delay = min(delay * 2, 2.0)
 
     def _allocate_ids(self, batch: list[Unit]) -> None:
-        wanting: dict[int, list[Unit]] = {}
-        for unit in batch:
-            if unit.new_message_for is not None and unit.message_id is None:
-                wanting.setdefault(id(unit.new_message_for), []).append(unit)
-        for units in wanting.values():
-            channel_store = units[0].new_message_for
-            assert channel_store is not None
-            ids = self.allocator.next_ids(channel_store.sequence, len(units))
-            for unit, message_id in zip(units, ids, strict=True):
-                unit.message_id = message_id
-                if unit.build is not None:
-                    unit.build(message_id)
+        for channel_store, units in _wanting_ids(batch).items():
+            _give_ids(units, self.allocator.next_ids(channel_store.sequence, len(units)))
+
+    def _literal_statements(self, batch: list[Unit], cursor: Any) -> list[str] | None:
+        """MariaDB/MySQL: the batch as SQL texts with their values inlined by the driver's
+        escaping (multi-row INSERTs), in priority order; None elsewhere, or when a statement
+        has no such form."""
+        if not self._multi_statement:
+            return None
+        statements: list[str] = []
+        groups = _grouped(batch)
+        for key in sorted(groups, key=lambda k: k[0]):
+            statement, rows = groups[key]
+            compiled = self._driver_statements.get(statement, tuple(rows[0]))
+            if compiled is None:
+                return None
+            statements.extend(compiled.literal_sql(cursor, rows))
+        return statements
 
     def _execute(self, conn: Connection, batch: list[Unit], custom: bool = True) -> None:
-        groups = _grouped(batch)
         cursor = conn.connection.cursor()  # this transaction's DB-API connection
-        pending: list[str] = []  # MariaDB/MySQL: statements to send in one round trip
-        size = 0
         try:
-            for key in sorted(groups, key=lambda k: k[0]):
-                statement, rows = groups[key]
-                compiled = self._driver_statements.get(statement, tuple(rows[0]))
-                if compiled is not None and self._multi_statement:
-                    for sql in compiled.literal_sql(cursor, rows):
-                        pending.append(sql)
-                        size += len(sql)
-                    if size >= MULTI_STATEMENT_BYTES:  # well inside max_allowed_packet
-                        run_multi_statement(conn, cursor, pending)
-                        pending, size = [], 0
-                    continue
-                if pending:
-                    run_multi_statement(conn, cursor, pending)
-                    pending, size = [], 0
-                if compiled is not None:
-                    compiled.run(conn, cursor, rows)
-                else:
-                    conn.execute(statement, rows if len(rows) > 1 else rows[0])
-            if pending:
-                run_multi_statement(conn, cursor, pending)
+            statements = self._literal_statements(batch, cursor)
+            if statements is not None:
+                for chunk in _chunks(statements):
+                    run_multi_statement(conn, cursor, chunk)
+            else:
+                groups = _grouped(batch)
+                for key in sorted(groups, key=lambda k: k[0]):
+                    statement, rows = groups[key]
+                    compiled = self._driver_statements.get(statement, tuple(rows[0]))
+                    if compiled is not None:
+                        compiled.run(conn, cursor, rows)
+                    else:
+                        conn.execute(statement, rows if len(rows) > 1 else rows[0])
         finally:
             cursor.close()
         if custom:
             for unit in batch:
                 for run in unit.custom:
                     run(conn)
+
+
+def _wanting_ids(batch: list[Unit]) -> dict[ChannelStore, list[Unit]]:
+    """The batch's new messages still without an id, by channel."""
+    wanting: dict[ChannelStore, list[Unit]] = {}
+    for unit in batch:
+        if unit.new_message_for is not None and unit.message_id is None:
+            wanting.setdefault(unit.new_message_for, []).append(unit)
+    return wanting
+
+
+def _give_ids(units: list[Unit], ids: list[int]) -> None:
+    for unit, message_id in zip(units, ids, strict=True):
+        unit.message_id = message_id
+        if unit.build is not None:
+            unit.build(message_id)
+
+
+def _chunks(statements: list[str]) -> list[list[str]]:
+    """Statements cut, in order, into multi-statement texts of about
+    :data:`MULTI_STATEMENT_BYTES` at most (well inside MariaDB's max_allowed_packet)."""
+    chunks: list[list[str]] = []
+    size = 0
+    for sql in statements:
+        if not chunks or size + len(sql) > MULTI_STATEMENT_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(sql)
+        size += len(sql) + 2
+    return chunks
 
 
 def _grouped(batch: list[Unit]) -> dict[tuple[Any, ...], tuple[Any, list[dict[str, Any]]]]:

@@ -50,10 +50,12 @@ class _CountingSource:
     def __init__(self) -> None:
         self._next = 1
         self._lock = threading.Lock()
+        self.reserved = 0
 
     def reserve(self, count: int) -> list[int]:
         with self._lock:
             first, self._next = self._next, self._next + count
+            self.reserved += 1
         return list(range(first, first + count))
 
 
@@ -61,16 +63,26 @@ def check_sequence_allocator(
     factory: Callable[[], SequenceAllocator], engines: int = 3, threads: int = 4, calls: int = 200
 ) -> None:
     """Several allocators (one per simulated engine) used from several threads on one
-    sequence never hand out an id twice, and each call's ids ascend."""
+    sequence never hand out an id twice, and each call's ids ascend; ``next_ids_nowait``,
+    called between them as the store's event loop does, too, and it never reserves ids
+    itself (it must not wait for the database)."""
     source = _CountingSource()
     allocators = [factory() for _ in range(engines)]
     seen: list[int] = []
     errors: list[str] = []
     lock = threading.Lock()
 
+    probe = factory()
+    probe.next_ids(source, 1)
+    reserved = source.reserved
+    probe.next_ids_nowait(source, 1)
+    probe.next_ids_nowait(source, 10**6)
+    assert source.reserved == reserved, "next_ids_nowait reserved ids (it must not block)"
+
     def work(allocator: SequenceAllocator, size: int) -> None:
-        for _ in range(calls):
-            ids = allocator.next_ids(source, size)
+        for call in range(calls):
+            nowait = allocator.next_ids_nowait(source, size) if call % 2 else None
+            ids = nowait if nowait is not None else allocator.next_ids(source, size)
             if len(ids) != size:
                 errors.append(f"asked for {size} ids, got {len(ids)}")
             if ids != sorted(ids):
