@@ -322,12 +322,15 @@ def off_engine_cpus(pid: int) -> Iterator[None]:
         os.sched_setaffinity(0, mine)
 
 
+def _stat_ticks(stat: str) -> int:
+    """User + system CPU clock ticks in a /proc/PID/stat text."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process and its descendants used so far (/proc/PID/stat)."""
-    total = 0
-    for each in process_tree(pid):
-        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
+    total = sum(_stat_ticks(Path(f"/proc/{each}/stat").read_text()) for each in process_tree(pid))
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -347,18 +350,17 @@ def server_cpu_seconds(database: str) -> float | None:
             text = stat.read_text()
         except OSError:  # ended meanwhile
             continue
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        if name in names:
-            fields = text.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+        if text[text.index("(") + 1 : text.rindex(")")] in names:
+            total += _stat_ticks(text)
             found = True
     return total / os.sysconf("SC_CLK_TCK") if found else None
 
 
 def machine_jiffies() -> tuple[int, int]:
     """(busy, total) CPU time of the whole machine so far, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    # user nice system idle iowait irq softirq steal (guest time is inside user already)
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = values[3] + values[4]  # idle + iowait
     return sum(values) - idle, sum(values)
 
 

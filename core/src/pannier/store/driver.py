@@ -15,6 +15,7 @@ SQLAlchemy: :func:`compile_for_driver` answers ``None``.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import operator
 import re
@@ -53,9 +54,10 @@ class DriverStatement:
     def literal_sql(
         self, cursor: Any, rows: Sequence[dict[str, Any]], max_bytes: int = 1_000_000
     ) -> list[str]:
-        """MariaDB/MySQL: the statements for ``rows`` with their values inlined by the driver's
-        own escaping (``cursor.mogrify``), to be sent together as one multi-statement text.
-        An INSERT becomes multi-row INSERTs; other statements one statement per row."""
+        """MariaDB/MySQL: the statements for ``rows`` with their values inlined as the
+        driver's ``cursor.mogrify`` would write them (:func:`_renderer`), to be sent together
+        as one multi-statement text. An INSERT becomes multi-row INSERTs; other statements
+        one statement per row."""
         convert = self._convert
         head, values = _split_values(self.sql)
         render = _renderer(cursor, values if values is not None else self.sql)
@@ -99,8 +101,7 @@ def _renderer(cursor: Any, template: str) -> Callable[[Any], str]:
     ``%`` format; named placeholders (``%(name)s``, PyMySQL's paramstyle) take the row's
     values by name. Drivers or templates this does not know fall back to mogrify."""
     literal = _literal_function(cursor)
-    names = _PYFORMAT.findall(template)
-    positional = _PYFORMAT.sub("%s", template)
+    positional, names = _positional(template)
     if literal is None or "%%" in positional or "%(" in positional:
         mogrify = cursor.mogrify
         return lambda values: str(mogrify(template, values))
@@ -341,6 +342,14 @@ def run_libpq_pipeline(
         raise wrap_driver_error(conn, None, "pipelined batch", error) from error
 
 
+@functools.lru_cache(maxsize=1024)
+def _positional(template: str) -> tuple[str, tuple[str, ...]]:
+    """``template`` with its named placeholders made ``%s``, and their names in order
+    (parsed once per statement, not per batch)."""
+    return _PYFORMAT.sub("%s", template), tuple(_PYFORMAT.findall(template))
+
+
+@functools.lru_cache(maxsize=1024)
 def _split_values(sql: str) -> tuple[str, str | None]:
     """``INSERT ... VALUES (...)`` as ``("INSERT ... VALUES ", "(...)")``; other statements
     as ``(sql, None)``."""

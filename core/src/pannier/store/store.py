@@ -1,10 +1,12 @@
 """The message store: one database, Mirth's tables, a group-committed write path.
 
 Every write is a :class:`Unit` of work (the statements one pipeline step needs to make durable).
-Units go to a committer task that takes everything pending, runs it in **one worker thread hop
-and one transaction** — statements of the same shape executed together as multi-row inserts or
-``executemany`` — commits, and wakes the callers. A caller that awaited :meth:`Store.commit` has
-its rows durable. If a batch fails, its units are retried one by one so one bad unit fails alone.
+Units go to a committer task that takes everything pending, runs it in **one transaction** —
+statements of the same shape executed together as multi-row inserts or ``executemany`` —
+commits, and wakes the callers: in one worker thread hop, or on MariaDB/MySQL in one round trip
+from the event loop (:mod:`pannier.store.mysql_wire`). A caller that awaited
+:meth:`Store.commit` has its rows durable. If a batch fails, its units are retried one by one
+so one bad unit fails alone.
 """
 
 from __future__ import annotations
