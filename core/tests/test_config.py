@@ -110,7 +110,11 @@ def test_secret_indirection(tmp_path: Path) -> None:
         ),
         ('[database]\nurl = "not a url"\n', {}, r"database.url = 'not a url'.*SQLAlchemy URL"),
         ("[databse]\nurl = 'x'\n", {}, r"unknown section \[databse\]; expected one of: api, "),
-        ("[database]\nadress = 'x'\n", {}, r"database.adress: unknown key .* accepts: async_batches, mode, "),
+        (
+            "[database]\nadress = 'x'\n",
+            {},
+            r"database.adress: unknown key .* accepts: async_batches, mode, ",
+        ),
         ("[server]\nshadow_mode = 'yes'\n", {}, r"server.shadow_mode = 'yes'.*true or false"),
         ("not toml ===", {}, r"not valid TOML"),
         ("", {"DB_TYPE": "oracle"}, r"DB_TYPE = 'oracle'.*expected one of mariadb, mysql"),
