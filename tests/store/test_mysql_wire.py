@@ -243,3 +243,39 @@ async def test_database_async_batches_chooses_the_path(
         assert paths.count("thread") <= store.writers and paths.count("wire") >= 6 - store.writers
     else:
         assert paths == ["thread"] * 6
+
+
+async def test_answers_the_wire_does_not_know_send_the_store_back_to_the_driver(
+    mysql_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Should the socket carry something other than the server's plain answers (a proxy
+    ending TLS the server does not report, say), the batch is written through the driver,
+    and so is every batch after it: no message is lost and the log says why."""
+    from pannier.store import mysql_wire
+    from pannier.store import store as store_module
+
+    async def garbled(sock, sql):
+        raise NotForWire("unexpected answer packet 0x16")
+
+    thread_batches: list[int] = []
+    real_multi = store_module.run_multi_statement
+
+    def in_thread(conn, cursor, statements):
+        thread_batches.append(1)
+        return real_multi(conn, cursor, statements)
+
+    monkeypatch.setattr(mysql_wire, "run_query", garbled)
+    monkeypatch.setattr(store_module, "run_multi_statement", in_thread)
+    store = Store(mysql_url, str(uuid.uuid4()), BlockAllocator(100))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await store.create_schema()
+        cs = await store.open_channel(str(uuid.uuid4()))
+        for n in range(6):
+            await store.commit(_received(store, cs, f"message {n}"))
+        nursery.cancel_scope.cancel()
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(cs.tables.message)).scalar() == 6
+    await store.aclose()
+    assert not store.async_batches and len(thread_batches) == 6
+    assert any("from now on" in r.message and "0x16" in r.message for r in caplog.records)

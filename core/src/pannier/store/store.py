@@ -513,11 +513,18 @@ class Store:
             finally:
                 cursor.close()
             if statements is None:
-                raise mysql_wire.NotForWire("a statement has no literal form")
+                raise ValueError("a statement of the batch has no literal form")
             for chunk in _chunks([*statements, "COMMIT"]):
                 sql = ";\n".join(chunk).encode(wire.encoding)
                 await mysql_wire.run_query(wire.sock, sql)
             return
+        except mysql_wire.NotForWire as exc:
+            # Answers the wire does not know (a proxy speaking TLS the server did not report,
+            # say): this connection's kind will not do better next time.
+            self.async_batches = False
+            log.warning(
+                "store batches go through the driver in a worker thread from now on: %s", exc
+            )
         except Exception as exc:
             level = logging.DEBUG if isinstance(exc, mysql_wire.WireError) else logging.WARNING
             log.log(
@@ -596,6 +603,9 @@ class Store:
         """Let the next batches of this writer go from the event loop, if its connection
         allows (worker thread: asks the server)."""
         try:
+            if any("ssl" in key.lower() for key in self.engine.url.query):
+                # TLS asked for in the URL (a proxy may end it before the server can say so)
+                raise mysql_wire.NotForWire("the database URL asks for TLS")
             writer.wire = mysql_wire.WireSocket.of(connection.connection.dbapi_connection)
         except mysql_wire.NotForWire as exc:
             self.async_batches = False  # the same for every connection of this URL
