@@ -5,6 +5,7 @@ store falling back to the driver, losing nothing, when the wire cannot carry a b
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -206,29 +207,30 @@ async def test_a_killed_connection_and_a_failing_unit_lose_nothing_else(
     admin.dispose()
 
 
-@pytest.mark.parametrize("async_batches", [True, False])
-async def test_database_async_batches_chooses_the_path(
-    mysql_url: str, async_batches: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``[database] async_batches = false`` keeps every batch on the driver in a worker
-    thread; true (the default) sends all but a writer's first from the event loop."""
+def _record_paths(monkeypatch: pytest.MonkeyPatch, wire: Any = None) -> list[str]:
+    """Which way each batch the store writes goes: "wire" (``run_query``, or ``wire`` in its
+    place) or "thread" (the driver's multi-statement text in a worker thread)."""
     from pannier.store import mysql_wire
     from pannier.store import store as store_module
 
     paths: list[str] = []
     real_query, real_multi = mysql_wire.run_query, store_module.run_multi_statement
 
-    async def on_wire(sock, sql):
+    async def on_wire(sock: Any, sql: bytes) -> Any:
         paths.append("wire")
-        return await real_query(sock, sql)
+        return await (wire or real_query)(sock, sql)
 
-    def in_thread(conn, cursor, statements):
+    def in_thread(conn: Any, cursor: Any, statements: list[str]) -> None:
         paths.append("thread")
-        return real_multi(conn, cursor, statements)
+        real_multi(conn, cursor, statements)
 
     monkeypatch.setattr(mysql_wire, "run_query", on_wire)
     monkeypatch.setattr(store_module, "run_multi_statement", in_thread)
-    store = Store(mysql_url, str(uuid.uuid4()), BlockAllocator(100), async_batches=async_batches)
+    return paths
+
+
+async def _commit_six_one_by_one(store: Store) -> int:
+    """Commit six new messages, one at a time; how many the database then holds."""
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         await store.create_schema()
@@ -237,8 +239,20 @@ async def test_database_async_batches_chooses_the_path(
             await store.commit(_received(store, cs, f"message {n}"))
         nursery.cancel_scope.cancel()
     with store.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(cs.tables.message)).scalar() == 6
+        count = conn.execute(sa.select(sa.func.count()).select_from(cs.tables.message)).scalar()
     await store.aclose()
+    return int(count or 0)
+
+
+@pytest.mark.parametrize("async_batches", [True, False])
+async def test_database_async_batches_chooses_the_path(
+    mysql_url: str, async_batches: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[database] async_batches = false`` keeps every batch on the driver in a worker
+    thread; true (the default) sends all but a writer's first from the event loop."""
+    paths = _record_paths(monkeypatch)
+    store = Store(mysql_url, str(uuid.uuid4()), BlockAllocator(100), async_batches=async_batches)
+    assert await _commit_six_one_by_one(store) == 6
     if async_batches:
         assert paths.count("thread") <= store.writers and paths.count("wire") >= 6 - store.writers
     else:
@@ -251,31 +265,12 @@ async def test_answers_the_wire_does_not_know_send_the_store_back_to_the_driver(
     """Should the socket carry something other than the server's plain answers (a proxy
     ending TLS the server does not report, say), the batch is written through the driver,
     and so is every batch after it: no message is lost and the log says why."""
-    from pannier.store import mysql_wire
-    from pannier.store import store as store_module
 
-    async def garbled(sock, sql):
+    async def garbled(sock: Any, sql: bytes) -> Any:
         raise NotForWire("unexpected answer packet 0x16")
 
-    thread_batches: list[int] = []
-    real_multi = store_module.run_multi_statement
-
-    def in_thread(conn, cursor, statements):
-        thread_batches.append(1)
-        return real_multi(conn, cursor, statements)
-
-    monkeypatch.setattr(mysql_wire, "run_query", garbled)
-    monkeypatch.setattr(store_module, "run_multi_statement", in_thread)
+    paths = _record_paths(monkeypatch, wire=garbled)
     store = Store(mysql_url, str(uuid.uuid4()), BlockAllocator(100))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
-        await store.create_schema()
-        cs = await store.open_channel(str(uuid.uuid4()))
-        for n in range(6):
-            await store.commit(_received(store, cs, f"message {n}"))
-        nursery.cancel_scope.cancel()
-    with store.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(cs.tables.message)).scalar() == 6
-    await store.aclose()
-    assert not store.async_batches and len(thread_batches) == 6
+    assert await _commit_six_one_by_one(store) == 6
+    assert paths.count("wire") == 1 and paths.count("thread") == 6  # tried once, then never
     assert any("from now on" in r.message and "0x16" in r.message for r in caplog.records)
