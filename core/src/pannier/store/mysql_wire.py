@@ -79,19 +79,20 @@ class WireSocket:
 
 
 class NotForWire(Exception):
-    """This query or connection cannot be run here; nothing was sent."""
+    """This connection, or what came back on it, is not what this module handles (TLS,
+    compression, autocommit, an unknown driver; a packet other than OK and ERR). Raised while
+    reading answers, the connection's state is unknown: it must be given up."""
 
 
 class WireError(Exception):
     """The server answered a statement with an error (``errno``, ``sqlstate``, ``message``);
     the statements after it did not run and the transaction is still open."""
 
-    def __init__(self, errno: int, sqlstate: str, message: str, packet: bytes) -> None:
+    def __init__(self, errno: int, sqlstate: str, message: str) -> None:
         super().__init__(errno, message)
         self.errno = errno
         self.sqlstate = sqlstate
         self.message = message
-        self.packet = packet
 
 
 class ConnectionLost(Exception):
@@ -146,7 +147,7 @@ def parse_error(payload: bytes) -> WireError:
         sqlstate, message = payload[4:9].decode("ascii", "replace"), payload[9:]
     else:
         sqlstate, message = "HY000", payload[3:]
-    return WireError(errno, sqlstate, message.decode("utf-8", "replace"), payload)
+    return WireError(errno, sqlstate, message.decode("utf-8", "replace"))
 
 
 class AnswerReader:
