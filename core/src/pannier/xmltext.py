@@ -42,12 +42,24 @@ def encode(text: str) -> str:
 def needs_encoding(text: str, start: int = 0, *, ignore_cr: bool = False) -> bool:
     """Whether :func:`encode` would change anything in ``text[start:]`` (CR aside when
     ``ignore_cr``: useful when CR only delimits segments that become elements)."""
+    if text.isascii():
+        # A few memchr-speed scans; the regex looks at every character (7x slower on a
+        # 1 KB HL7 message, which is encoded once per message in DEVELOPMENT storage).
+        if not ignore_cr and text.find("\r", start) != -1:
+            return True
+        return any(text.find(char, start) != -1 for char in _ASCII_SPECIAL)
     probe = _NEEDS_ENCODING_BUT_CR if ignore_cr else _NEEDS_ENCODING
     return probe.search(text, start) is not None
 
 
+_ASCII_SPECIAL = ("&", "<", ">", '"', "'", "\n")
+_ASCII_REPRESENTABLE = bytes([0x09, 0x0A, 0x0D, *range(0x20, 0x80)])
+
+
 def first_unrepresentable(text: str) -> int | None:
     """The offset of the first character XML 1.0 cannot carry, or ``None``."""
+    if text.isascii() and not text.encode("ascii").translate(None, _ASCII_REPRESENTABLE):
+        return None  # the usual case, answered by one C pass over the bytes
     match = _UNREPRESENTABLE.search(text)
     return None if match is None else match.start()
 

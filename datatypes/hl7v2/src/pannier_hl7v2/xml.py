@@ -41,16 +41,17 @@ def check_xml_characters(text: str) -> None:
 class _FieldTags:
     """The element texts of one field position (``PID.3``), made once, not per message."""
 
-    __slots__ = ("_components", "close", "empty", "name", "open", "simple_close", "simple_open")
+    __slots__ = ("_components", "_templates", "close", "empty", "name", "open", "simple")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.open = f"<{name}>"
         self.close = f"</{name}>"
         self.empty = f"<{name}></{name}>"
-        self.simple_open = f"<{name}><{name}.1>"
-        self.simple_close = f"</{name}.1></{name}>"
+        self.simple = f"<{name}><{name}.1>%s</{name}.1></{name}>"
+        """A field of one component, as a ``%`` template (element names never hold a ``%``)."""
         self._components: list[_FieldTags] = []
+        self._templates: dict[int, str] = {}
 
     def components(self, count: int) -> list[_FieldTags]:
         """Tags of components ``.1`` to ``.count`` (made on first use, then kept)."""
@@ -59,6 +60,17 @@ class _FieldTags:
             made = made + [_FieldTags(f"{self.name}.{n}") for n in range(len(made) + 1, count + 1)]
             if count <= _MAX_CACHED:  # a field of 100,000 components is not kept for later
                 self._components = made  # one assignment: readers see the old or the new list
+        return made
+
+    def template(self, count: int) -> str:
+        """The field with ``count`` components as one ``%`` template: each component is an
+        element, an empty one too (``<PID.5.2></PID.5.2>``, Mirth's form for it)."""
+        made = self._templates.get(count)
+        if made is None:
+            inner = "".join(f"{tag.open}%s{tag.close}" for tag in self.components(count)[:count])
+            made = f"{self.open}{inner}{self.close}"
+            if count <= _MAX_CACHED:
+                self._templates[count] = made
         return made
 
 
@@ -121,15 +133,15 @@ def er7_to_xml(
     add = out.append
 
     def field(tags: _FieldTags, value: str) -> None:
-        if cs in value or (split_subs and ss in value):
+        """A non-empty field (or repetition). Components are written by one template; a field
+        with subcomponents element by element."""
+        if split_subs and ss in value:
             add(tags.open)
             components = value.split(cs)
             component_tags = tags.components(len(components))
             for number, component in enumerate(components):
                 ctag = component_tags[number]
-                if not component:
-                    add(ctag.empty)
-                elif split_subs and ss in component:
+                if split_subs and ss in component:
                     add(ctag.open)
                     for sub_number, sub in enumerate(component.split(ss), 1):
                         stag = f"{ctag.name}.{sub_number}"
@@ -140,10 +152,14 @@ def er7_to_xml(
                     add(xml_escape(component) if needed else component)
                     add(ctag.close)
             add(tags.close)
+        elif cs in value:
+            components = value.split(cs)
+            if needed:
+                add(tags.template(len(components)) % tuple(map(xml_escape, components)))
+            else:
+                add(tags.template(len(components)) % tuple(components))
         else:
-            add(tags.simple_open)
-            add(xml_escape(value) if needed else value)
-            add(tags.simple_close)
+            add(tags.simple % (xml_escape(value) if needed else value))
 
     for number, segment in enumerate(text.split(segment_delimiter), 1):
         if not segment:
@@ -177,9 +193,7 @@ def er7_to_xml(
             elif cs in value or (split_subs and ss in value):
                 field(tags, value)
             else:  # a plain field, most of them: inline, without a call
-                add(tags.simple_open)
-                add(xml_escape(value) if needed else value)
-                add(tags.simple_close)
+                add(tags.simple % (xml_escape(value) if needed else value))
         add(f"</{name}>")
     add("</HL7Message>")
     return "".join(out)
