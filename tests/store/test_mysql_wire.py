@@ -117,64 +117,6 @@ async def test_statements_and_commit_run_on_the_drivers_socket(mysql_url: str, d
     engine.dispose()
 
 
-async def test_the_answers_of_a_query_wake_the_event_loop_a_few_times_not_once_each(
-    mysql_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The server answers each statement as it finishes. Twenty statements that take a few
-    milliseconds each are read in a few wake-ups (the socket reports itself readable only
-    once their OK packets can be there), and the socket is left as the driver expects it."""
-    import socket
-
-    waits = 0
-    real_wait = trio.lowlevel.wait_readable
-
-    async def counting_wait(sock: Any) -> None:
-        nonlocal waits
-        waits += 1
-        await real_wait(sock)
-
-    monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
-    store = Store(mysql_url, str(uuid.uuid4()), BlockAllocator(10))
-    with store.engine.connect() as conn:
-        dbapi = conn.connection.dbapi_connection
-        wire = WireSocket.of(dbapi)
-        try:
-            sql = ";\n".join(["DO SLEEP(0.002)"] * 20).encode()
-            result = await run_query(wire.sock, sql, 20)
-            assert result.affected == [0] * 20
-            assert waits <= 3, f"{waits} wake-ups for 20 answers"
-            lowat = wire.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
-            assert lowat == 1  # else the driver's next blocking read could wait for bytes
-        finally:
-            wire.close()
-    store.engine.dispose()
-
-
-async def test_an_error_answer_shorter_than_the_answers_awaited_is_read_promptly(
-    mysql_url: str,
-) -> None:
-    """The server stops at a failing statement: its one ERR packet is shorter than the OK
-    packets of the fifty statements awaited. The error still arrives within a moment, and
-    the socket's threshold is back at one byte."""
-    import socket
-
-    store = Store(mysql_url, str(uuid.uuid4()), BlockAllocator(10))
-    with store.engine.connect() as conn:
-        wire = WireSocket.of(conn.connection.dbapi_connection)
-        try:
-            sql = ";\n".join(["SELECT * FROM no_such_table", *["DO 1"] * 49]).encode()
-            started = trio.current_time()
-            with pytest.raises(WireError) as caught:
-                await run_query(wire.sock, sql, 50)
-            assert caught.value.errno == 1146  # table doesn't exist
-            assert trio.current_time() - started < 1.0
-            assert wire.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
-        finally:
-            wire.close()
-        conn.invalidate()
-    store.engine.dispose()
-
-
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_a_connection_in_autocommit_is_not_used(mysql_url: str, driver: str) -> None:
     """Autocommit would make each statement its own transaction: such a connection stays
@@ -274,9 +216,9 @@ def _record_paths(monkeypatch: pytest.MonkeyPatch, wire: Any = None) -> list[str
     paths: list[str] = []
     real_query, real_multi = mysql_wire.run_query, store_module.run_multi_statement
 
-    async def on_wire(sock: Any, sql: bytes, statements: int = 1) -> Any:
+    async def on_wire(sock: Any, sql: bytes) -> Any:
         paths.append("wire")
-        return await (wire or real_query)(sock, sql, statements)
+        return await (wire or real_query)(sock, sql)
 
     def in_thread(conn: Any, cursor: Any, statements: list[str]) -> None:
         paths.append("thread")
@@ -324,7 +266,7 @@ async def test_answers_the_wire_does_not_know_send_the_store_back_to_the_driver(
     ending TLS the server does not report, say), the batch is written through the driver,
     and so is every batch after it: no message is lost and the log says why."""
 
-    async def garbled(sock: Any, sql: bytes, statements: int = 1) -> Any:
+    async def garbled(sock: Any, sql: bytes) -> Any:
         raise NotForWire("unexpected answer packet 0x16")
 
     paths = _record_paths(monkeypatch, wire=garbled)

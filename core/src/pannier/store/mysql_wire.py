@@ -16,7 +16,6 @@ the driver instead (:class:`NotForWire`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 from dataclasses import dataclass
@@ -158,11 +157,6 @@ class AnswerReader:
         self._buffer = bytearray()
         self.affected: list[int] = []
 
-    def least_missing(self, statements: int) -> int:
-        """The fewest bytes still to come if all ``statements`` succeed (each answer is an OK
-        packet of at least :data:`OK_PACKET_BYTES`; a part of the next may be here)."""
-        return OK_PACKET_BYTES * (statements - len(self.affected)) - len(self._buffer)
-
     def feed(self, data: bytes) -> bool:
         """Add received bytes; True once the last answer is in. Raises :class:`WireError`
         for an ERR packet and :class:`NotForWire` for anything but OK and ERR."""
@@ -192,20 +186,11 @@ class AnswerReader:
         return False
 
 
-async def run_query(sock: socket.socket, sql: bytes, statements: int = 1) -> QueryResult:
-    """Send ``sql`` (``statements`` statements separated by ``;``; the connection must allow
-    multiple statements) and wait for every answer without blocking the event loop. The
-    socket's own blocking mode is left alone: each call passes ``MSG_DONTWAIT``.
-
-    The server answers each statement as it finishes; waking for each answer cost the event
-    loop a pass per statement. The socket is therefore told (``SO_RCVLOWAT``) to report
-    itself readable only once the bytes of the answers still missing can be there, at the
-    least :data:`OK_PACKET_BYTES` each. An error answer can be shorter than that (the server
-    stops at the failing statement), so a wait lasts :data:`ANSWER_PATIENCE` seconds at most
-    before reading what came. The threshold is back at 1 byte when this returns, for the
-    driver that shares the socket."""
+async def run_query(sock: socket.socket, sql: bytes) -> QueryResult:
+    """Send ``sql`` (statements separated by ``;``; the connection must allow multiple
+    statements) and wait for every answer without blocking the event loop. The socket's own
+    blocking mode is left alone: each call passes ``MSG_DONTWAIT``."""
     data = memoryview(command_packets(sql))
-    threshold = 1
     try:
         while data:
             try:
@@ -219,15 +204,7 @@ async def run_query(sock: socket.socket, sql: bytes, statements: int = 1) -> Que
             try:
                 received = sock.recv(65536, socket.MSG_DONTWAIT)
             except BlockingIOError:
-                wanted = max(reader.least_missing(statements), 1)
-                if wanted != threshold:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, wanted)
-                    threshold = wanted
-                if threshold > 1:
-                    with trio.move_on_after(ANSWER_PATIENCE):
-                        await trio.lowlevel.wait_readable(sock)
-                else:
-                    await trio.lowlevel.wait_readable(sock)
+                await trio.lowlevel.wait_readable(sock)
                 continue
             if not received:
                 raise ConnectionLost("the server closed the connection")
@@ -235,16 +212,3 @@ async def run_query(sock: socket.socket, sql: bytes, statements: int = 1) -> Que
                 return QueryResult(reader.affected)
     except OSError as exc:
         raise ConnectionLost(str(exc)) from exc
-    finally:
-        if threshold != 1:
-            with contextlib.suppress(OSError):  # else the connection is gone, not used again
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
-
-
-OK_PACKET_BYTES = 11
-"""The smallest OK packet: a 4-byte header, the 0x00 marker, two one-byte length-encoded
-integers, the status flags and the warning count (2 bytes each)."""
-
-ANSWER_PATIENCE = 0.02
-"""Longest wait for the answers' bytes before reading what came (an error answer may be
-shorter than the OK packets expected)."""

@@ -516,7 +516,7 @@ class Store:
                 raise ValueError("a statement of the batch has no literal form")
             for chunk in _chunks([*statements, "COMMIT"]):
                 sql = ";\n".join(chunk).encode(wire.encoding)
-                await mysql_wire.run_query(wire.sock, sql, len(chunk))
+                await mysql_wire.run_query(wire.sock, sql)
             return
         except mysql_wire.NotForWire as exc:
             # Answers the wire does not know (a proxy speaking TLS the server did not report,
