@@ -32,9 +32,12 @@ lint: $(STAMP)
 # The standard scenario set (SQLite, MariaDB, PostgreSQL; PRODUCTION, DEVELOPMENT, DISABLED;
 # the bare echo ceiling; idle RSS), appended to bench/RESULTS.md. BENCH_ARGS adds options;
 # the engine is pinned to a CPU (docs/operations.md, CPU affinity) unless BENCH_ARGS says else.
+# The set runs BENCH_REPEAT rounds and reports each scenario's median and range: one run is
+# one sample of a machine whose speed drifts (about 12 minutes for 3 rounds here).
 BENCH_ARGS ?= --cpu-affinity auto
+BENCH_REPEAT ?= 3
 bench: $(STAMP)
-	$(BIN)/pannier bench --standard --results bench/RESULTS.md $(BENCH_ARGS)
+	$(BIN)/pannier bench --standard --repeat $(BENCH_REPEAT) --results bench/RESULTS.md $(BENCH_ARGS)
 
 # The reliability suite at full size: engine SIGKILL, database restarts (private servers),
 # downstream down 30 s, 10,000 malformed inputs, a worker of a --workers node SIGKILLed.

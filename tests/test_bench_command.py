@@ -66,6 +66,40 @@ def test_storage_disabled_is_verified_from_the_written_files() -> None:
     assert result["stored"] == result["acknowledged"] == 45 and result["lost"] == 0
 
 
+@pytest.mark.slow
+def test_repeated_runs_are_summed_up_by_their_median_and_range(tmp_path) -> None:
+    """A machine whose speed drifts needs several runs: each is reported, then the median
+    and range of them all, in the output and in the results file."""
+    import statistics
+
+    results = tmp_path / "RESULTS.md"
+    lines = bench(
+        "--database", "sqlite", "--messages", "40", "--warmup", "5", "--repeat", "3",
+        "--results", str(results),
+    )  # fmt: skip
+    runs = [line for line in lines if "summary" not in line]
+    (summary,) = [line["summary"] for line in lines if "summary" in line]
+    assert len(runs) == 3 and summary["runs"] == 3
+    throughputs = [run["throughput"] for run in runs]
+    assert summary["throughput_median"] == statistics.median(throughputs)
+    assert (summary["throughput_min"], summary["throughput_max"]) == (
+        min(throughputs),
+        max(throughputs),
+    )
+    assert summary["lost"] == summary["duplicated"] == 0
+    text = results.read_text()
+    assert "Medians of the runs:" in text and "; 3 runs)" in text
+    assert f"median {summary['throughput_median']:,.0f} msg/s" in text
+    assert text.count("msg/s, ACK p50") == 3  # and every run's own line below
+
+
+def test_a_repeat_below_one_is_refused() -> None:
+    result = subprocess.run(
+        [str(BIN / "pannier"), "bench", "--repeat", "0"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "--repeat must be 1 or more, not 0" in result.stderr
+
+
 def test_the_check_counts_a_message_that_is_missing_or_stored_twice(tmp_path) -> None:
     out = tmp_path / "out"
     out.mkdir()

@@ -40,6 +40,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 import trio
@@ -117,16 +118,20 @@ class Result:
     """Share of all CPUs busy during the timed run (every process, the kernel's too)."""
     notes: list[str] = field(default_factory=list)
 
-    def line(self) -> str:
-        if self.scenario == "idle":
-            return f"idle: {self.notes[0]}, RSS {self.rss_idle_mib:.1f} MiB"
-        offered = f", offered {self.rate:g} msg/s" if self.rate else ""
+    def where(self) -> str:
+        """What ran: ``mysql DEVELOPMENT, 2 workers, 8 conn, offered 300 msg/s``."""
         where = "bare echo" if self.scenario == "echo" else f"{self.database} {self.storage}"
         if self.workers > 1:
             where += f", {self.workers} workers"
+        offered = f", offered {self.rate:g} msg/s" if self.rate else ""
+        return f"{where}, {self.connections} conn{offered}"
+
+    def line(self) -> str:
+        if self.scenario == "idle":
+            return f"idle: {self.notes[0]}, RSS {self.rss_idle_mib:.1f} MiB"
         lat = self.latency_ms
         text = (
-            f"{where}, {self.connections} conn{offered}: {self.throughput:,.0f} msg/s, "
+            f"{self.where()}: {self.throughput:,.0f} msg/s, "
             f"ACK p50 {lat.get('p50', 0):.1f} / p90 {lat.get('p90', 0):.1f} / "
             f"p99 {lat.get('p99', 0):.1f} / max {lat.get('max', 0):.1f} ms, "
             f"errors {self.errors}"
@@ -149,6 +154,64 @@ class Result:
                 + (f", D_M rows {self.rows}" if self.rows else "")
             )
         return text
+
+
+def summarise_runs(runs: list[Result]) -> dict[str, Any]:
+    """The repeated runs of one scenario in a few numbers: throughput's median and range,
+    the median p99 latency, engine CPU per message and peak RSS, and every run's losses.
+
+    One run is one sample of a machine whose speed can drift by a fifth within minutes (a
+    virtual machine's neighbours): the median of runs spread over the whole set is the figure
+    to compare, and the range says how far to trust it."""
+    first = runs[0]
+    summary: dict[str, Any] = {"scenario": first.scenario, "runs": len(runs)}
+    if first.scenario == "idle":
+        rss = [r.rss_idle_mib or 0.0 for r in runs]
+        summary.update(
+            where=first.notes[0] if first.notes else "",
+            rss_idle_mib_median=statistics.median(rss),
+            rss_idle_mib_min=min(rss),
+            rss_idle_mib_max=max(rss),
+        )
+        return summary
+    throughput = [r.throughput for r in runs]
+    summary.update(
+        where=first.where(),
+        throughput_median=statistics.median(throughput),
+        throughput_min=min(throughput),
+        throughput_max=max(throughput),
+        p99_ms_median=statistics.median(r.latency_ms.get("p99", 0.0) for r in runs),
+        lost=sum(r.lost or 0 for r in runs),
+        duplicated=sum(r.duplicated or 0 for r in runs),
+    )
+    engine = [r.cpu_ms_per_message["engine"] for r in runs if "engine" in r.cpu_ms_per_message]
+    if engine:
+        summary["engine_cpu_ms_median"] = statistics.median(engine)
+    peaks = [r.rss_peak_mib for r in runs if r.rss_peak_mib is not None]
+    if peaks:
+        summary["rss_peak_mib_max"] = max(peaks)
+    return summary
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    runs = summary["runs"]
+    if summary["scenario"] == "idle":
+        return (
+            f"idle: {summary['where']}, RSS median {summary['rss_idle_mib_median']:.1f} MiB "
+            f"({summary['rss_idle_mib_min']:.1f}-{summary['rss_idle_mib_max']:.1f}; {runs} runs)"
+        )
+    text = (
+        f"{summary['where']}: median {summary['throughput_median']:,.0f} msg/s "
+        f"({summary['throughput_min']:,.0f}-{summary['throughput_max']:,.0f}; {runs} runs), "
+        f"ACK p99 median {summary['p99_ms_median']:.1f} ms"
+    )
+    if "engine_cpu_ms_median" in summary:
+        text += f", engine CPU median {summary['engine_cpu_ms_median']:.2f} ms/msg"
+    if "rss_peak_mib_max" in summary:
+        text += f", RSS peak max {summary['rss_peak_mib_max']:.0f} MiB"
+    if summary["scenario"] == "engine":
+        text += f"; lost {summary['lost']}, duplicated {summary['duplicated']}"
+    return text
 
 
 # --- MLLP -------------------------------------------------------------------------------------
@@ -747,7 +810,13 @@ def commit() -> str:
     return f"{head}{' + uncommitted changes' if dirty else ''}" if head else "unknown"
 
 
-def append_results(path: Path, command: str, results: list[Result], title: str) -> None:
+def append_results(
+    path: Path,
+    command: str,
+    results: list[Result],
+    title: str,
+    summaries: list[dict[str, Any]] | None = None,
+) -> None:
     lines = [
         "",
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {title}",
@@ -756,6 +825,11 @@ def append_results(path: Path, command: str, results: list[Result], title: str) 
         f"- Commit: {commit()}",
         f"- Command: `{command}`",
         "",
+    ]
+    if summaries:
+        lines += ["Medians of the runs:", "", "```", *map(summary_line, summaries), "```", ""]
+        lines += ["Every run, in the order run:", ""]
+    lines += [
         "```",
         *[r.line() for r in results],
         *[
@@ -831,6 +905,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the standard scenario set (make bench) instead of one scenario",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the scenario (or the standard set, round after round) this many times and "
+        "report each one's median and range too",
+    )
     parser.add_argument("--results", help="append the results to this Markdown file")
     parser.add_argument("--json", action="store_true", help="print each result as JSON too")
 
@@ -838,31 +919,46 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     command = "pannier bench " + " ".join(sys.argv[2:])
     runs = [(args.scenario, [])] if not args.standard else STANDARD
+    if args.repeat < 1:
+        print(f"pannier bench: --repeat must be 1 or more, not {args.repeat}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser()
     _configure(parser)
     results = []
+    by_label: dict[str, list[Result]] = {}
     failed = False
-    for label, extra in runs:
-        run_args = parser.parse_args([*sys.argv[2:], *extra]) if args.standard else args
-        if args.standard:
-            run_args.standard = False
-        try:
-            result = run_scenario(run_args)
-        except Exception as exc:  # one unreachable server does not end the whole set
-            print(f"{label}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-            failed = True
-            continue
-        results.append(result)
-        print(result.line(), flush=True)
-        for note in result.notes:
-            if result.scenario != "idle":
-                print(f"  {note}")
-        if args.json:
-            print(json.dumps(asdict(result)))
-        failed = failed or any(note.startswith("VERIFICATION") for note in result.notes)
+    # Round after round through the whole set: each scenario's runs are spread over the time
+    # the set takes, so a slow spell of the machine does not fall on one scenario alone.
+    for _round in range(args.repeat):
+        for label, extra in runs:
+            run_args = parser.parse_args([*sys.argv[2:], *extra]) if args.standard else args
+            if args.standard:
+                run_args.standard = False
+            try:
+                result = run_scenario(run_args)
+            except Exception as exc:  # one unreachable server does not end the whole set
+                print(f"{label}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+                failed = True
+                continue
+            results.append(result)
+            by_label.setdefault(label, []).append(result)
+            print(result.line(), flush=True)
+            for note in result.notes:
+                if result.scenario != "idle":
+                    print(f"  {note}")
+            if args.json:
+                print(json.dumps(asdict(result)))
+            failed = failed or any(note.startswith("VERIFICATION") for note in result.notes)
+    summaries = [summarise_runs(group) for group in by_label.values()] if args.repeat > 1 else []
+    if summaries:
+        print("medians:")
+        for summary in summaries:
+            print(f"  {summary_line(summary)}")
+            if args.json:
+                print(json.dumps({"summary": summary}))
     if args.results and results:
         title = "pannier bench, standard set" if args.standard else "pannier bench"
-        append_results(Path(args.results), command, results, title)
+        append_results(Path(args.results), command, results, title, summaries)
     return 1 if failed else 0
 
 
