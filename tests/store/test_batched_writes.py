@@ -101,3 +101,26 @@ async def test_a_batch_of_updates_gives_each_message_its_own_values(
         # Several messages' updates travelled in one round trip, each its own statement.
         updates = [sum(s.startswith("UPDATE") for s in trip) for trip in round_trips]
         assert max(updates) > 2, updates
+
+
+@pytest.mark.parametrize(
+    ("url", "aware"),
+    [
+        ("sqlite:///unused.db", False),
+        ("mysql+pymysql://u@h/db", False),
+        ("postgresql+psycopg://u@h/db", True),
+    ],
+)
+def test_timestamps_are_utc_naive_except_where_the_column_keeps_a_zone(url, aware) -> None:
+    """Mirth's DATETIME columns (MariaDB, SQLite) hold naive UTC; PostgreSQL's TIMESTAMPTZ
+    takes an aware one. Either way it is now, to the microsecond's precision."""
+    from datetime import UTC, datetime
+
+    store = Store(url, "server", BlockAllocator(10))  # no connection is opened
+    before = datetime.now(UTC)
+    now = store.now()
+    after = datetime.now(UTC)
+    assert (now.tzinfo is not None) is aware
+    as_utc = now if aware else now.replace(tzinfo=UTC)
+    assert before <= as_utc <= after
+    store.engine.dispose()
