@@ -464,7 +464,9 @@ class HttpListener(SourceConnector):
         # (shielded), but never for longer than the limit.
         limit = self.timeout if self.timeout > 0 else RESPONSE_WRITE_LIMIT
         try:
-            with trio.CancelScope(shield=True), trio.move_on_after(limit) as scope:
+            # One scope, shielded from the channel's stop but not from its own deadline
+            # (two nested scopes cost a visible share of a message's CPU time).
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + limit) as scope:
                 await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             LOG.info("response to %s could not be sent: %s", label, exc)

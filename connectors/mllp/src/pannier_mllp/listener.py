@@ -415,7 +415,9 @@ class TcpListener(SourceConnector):
     async def _write(self, stream: trio.abc.Stream, data: bytes, what: str, label: str) -> None:
         limit = self._limit
         try:
-            with trio.CancelScope(shield=True), trio.move_on_after(limit) as scope:
+            # One scope, shielded from the channel's stop but not from its own deadline
+            # (two nested scopes cost a visible share of a message's CPU time).
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + limit) as scope:
                 await stream.send_all(data)
         except _BROKEN as exc:
             LOG.warning("%s could not be sent to %s: %s", what, label, _reason(exc))
