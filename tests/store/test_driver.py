@@ -195,6 +195,7 @@ def test_mariadb_values_are_inlined_exactly_as_the_driver_would(
             cursor = conn.connection.cursor()
             expected = cursor.mogrify(template, values)
             assert _renderer(cursor, template)(values) == expected
+            assert _renderer(cursor, template)(values) == expected  # short texts remembered
             assert _renderer(cursor, update)(values[5:8]) == cursor.mogrify(update, values[5:8])
             # Named placeholders (PyMySQL's paramstyle, as the store compiles for it).
             row = {f"v{n}": value for n, value in enumerate(values)}
@@ -271,3 +272,19 @@ def test_postgresql_batches_through_libpq_store_what_psycopg_would(postgres_url:
             )
         assert conn.execute(sa.select(table.c.NAME).where(table.c.ID == 7)).scalar() == "seven"
     engine.dispose()
+
+
+def test_remembered_literals_stay_few_and_right() -> None:
+    """Short texts' literals are remembered (they repeat in every message); texts that never
+    repeat cannot grow that memory past its bound, and long texts are not kept."""
+    from pannier.store import driver
+
+    for n in range(driver._REMEMBERED + 500):
+        assert driver._backslash_escaped(f"id-{n}'") == f"'id-{n}\\''"
+        assert driver._quote_doubled(f"id-{n}'") == f"'id-{n}'''"
+    assert len(driver._BACKSLASH_ESCAPED) <= driver._REMEMBERED
+    assert len(driver._QUOTE_DOUBLED) <= driver._REMEMBERED
+    assert driver._backslash_escaped("id-3'") == "'id-3\\''"  # again, from memory or not
+    long = "x" * (driver._SHORT + 1)
+    driver._backslash_escaped(long)
+    assert long not in driver._BACKSLASH_ESCAPED
