@@ -33,7 +33,7 @@ lint: $(STAMP)
 # the bare echo ceiling; idle RSS), appended to bench/RESULTS.md. BENCH_ARGS adds options;
 # the engine is pinned to a CPU (docs/operations.md, CPU affinity) unless BENCH_ARGS says else.
 # The set runs BENCH_REPEAT rounds and reports each scenario's median and range: one run is
-# one sample of a machine whose speed drifts (about 12 minutes for 3 rounds here).
+# one sample of a machine whose speed drifts (3 rounds: about 5 minutes here).
 BENCH_ARGS ?= --cpu-affinity auto
 BENCH_REPEAT ?= 3
 bench: $(STAMP)
