@@ -1,8 +1,10 @@
-"""The File Writer groups writes that arrive together into one worker-thread hop; each send
-still gets its own outcome."""
+"""The File Writer writes through its own thread: sends made together each get their own
+outcome, a cancelled send's file is still written, and stopping the destination ends the
+thread after the files handed over (a restarted channel gets a new one)."""
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -73,3 +75,32 @@ async def test_sends_cancelled_together_finish_their_writes_and_return(tmp_path:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         f"{n}.txt" for n in range(1, 9)
     )
+
+
+def _writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "pannier-file-writer"]
+
+
+async def test_stopping_ends_the_thread_after_its_files_and_a_restart_writes_again(
+    tmp_path: Path,
+) -> None:
+    connector = writer(tmp_path)
+    before = len(_writer_threads())
+    async with trio.open_nursery() as nursery:
+        for message_id in range(1, 6):
+            nursery.start_soon(
+                partial(connector.send, request(message_id, outputPattern=f"{message_id}.txt"))
+            )
+    assert len(_writer_threads()) == before + 1
+    with trio.fail_after(10):
+        await connector.stop()
+    assert len(_writer_threads()) == before
+    assert len(list((tmp_path / "out").iterdir())) == 5
+    await connector.stop()  # stopping twice is harmless
+    with trio.fail_after(10):  # the channel started again: a new thread takes the write
+        response = await connector.send(request(6, outputPattern="6.txt"))
+    assert response.status == Status.SENT
+    assert (tmp_path / "out" / "6.txt").read_text() == "message 6"
+    with trio.fail_after(10):
+        await connector.stop()
+    assert len(_writer_threads()) == before
