@@ -27,6 +27,7 @@ from pannier.maps import MapBackend, MapBackendSpec
 from pannier.model.status import ContentType, Status, StorageMode
 from pannier.sequences import SequenceAllocator, SequenceAllocatorSpec, SequenceSource
 from pannier.templates import render_template
+from pannier.threads import OwnThread
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,7 @@ __all__ = [
     "MapBackend",
     "MapBackendSpec",
     "MessageParseError",
+    "OwnThread",
     "RawMessage",
     "Response",
     "Route",

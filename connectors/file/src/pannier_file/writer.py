@@ -16,16 +16,18 @@ Properties (Mirth's ``FileDispatcherProperties``; ``host`` is called ``directory
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import trio
-from pannier import ConnectorSetup, DestinationConnector, Response, SendRequest, Status
+from pannier import (
+    ConnectorSetup,
+    DestinationConnector,
+    OwnThread,
+    Response,
+    SendRequest,
+    Status,
+)
 
 DEFAULTS: dict[str, Any] = {
     "directory": "",
@@ -43,98 +45,18 @@ def _encoding(name: str) -> str:
     return "utf-8" if name in ("", "DEFAULT_ENCODING") else name
 
 
-@dataclass
-class _Write:
-    path: str
-    data: bytes
-    append: bool
-    error_on_exists: bool
-    temporary: bool
-    error: Exception | None = None
-    """What writing this file raised (an OSError is a failed delivery; anything else, such
-    as a NUL in the path, a bad request)."""
-    done: trio.Event = field(default_factory=trio.Event)
-
-
-class _FileThread:
-    """The destination's own thread, writing files in the order they are handed over; each
-    sender is woken through its trio token once its file is written, and gets its own
-    outcome.
-
-    Why not ``trio.to_thread`` for each write, or for each batch of writes arriving
-    together (as before): trio's thread hand-off (limiter, thread cache, result delivery)
-    and the batch ahead to wait for made up most of the File Writer's cost. Measured, this
-    thread against batches (pairs, bench/RESULTS.md): storage DISABLED 2,266 -> 3,033 msg/s
-    and engine CPU 0.43 -> 0.33 ms per message; SQLite DEVELOPMENT 966 -> 1,183 msg/s.
-
-    One thread per destination, so a slow or hung file system holds up that destination
-    alone. It starts with the first write and ends at :meth:`stop` (channel stop), after
-    the files handed over before it."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[trio.lowlevel.TrioToken, _Write] | None]
-        self._jobs = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        """Held to hand a job over and by the thread deciding to end, so no job is left
-        behind an ending thread."""
-
-    async def write(self, job: _Write) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="pannier-file-writer", daemon=True
-                )
-                self._thread.start()
-            self._jobs.put((trio.lowlevel.current_trio_token(), job))
-        # The file is written whatever becomes of this task (a thread cannot be stopped
-        # halfway): wait for it, shielded, as a plain to_thread call would.
-        with trio.CancelScope(shield=True):
-            await job.done.wait()
-        if job.error is not None:
-            raise job.error
-
-    def _run(self) -> None:
-        stopping = False
-        while True:
-            if stopping:
-                with self._lock:  # a write now either is in the queue or starts a thread
-                    if self._jobs.empty():
-                        self._thread = None
-                        return
-            item = self._jobs.get()
-            if item is None:
-                stopping = True  # after the files already handed over
-                continue
-            token, job = item
-            try:
-                _write(job.path, job.data, job.append, job.error_on_exists, job.temporary)
-            except Exception as exc:  # each write's failure is its own
-                job.error = exc
-            # If the run that was waiting has ended, there is nobody to wake.
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(job.done.set)
-
-    async def stop(self) -> None:
-        """End the thread once the files handed over so far are written. A caller that
-        gives up waiting (the channel's stop has a time limit; a file system may hang)
-        leaves the thread to end by itself."""
-        thread = self._thread
-        if thread is not None:
-            self._jobs.put(None)
-            await trio.to_thread.run_sync(thread.join, abandon_on_cancel=True)
-
-
 class FileWriter(DestinationConnector):
     def __init__(self, setup: ConnectorSetup) -> None:
         self.setup = setup
         self.base = Path(setup.base_directory)
         self.base_text = str(self.base)
         "".encode(_encoding(str(setup.properties["charsetEncoding"])))  # fail at deploy
-        self._writes = _FileThread()
+        # Its own thread (pannier.OwnThread): a hand-off per file costs far less than
+        # trio.to_thread's, and a hung file system holds up this destination alone.
+        self._thread = OwnThread("pannier-file-writer")
 
     async def stop(self) -> None:
-        await self._writes.stop()
+        await self._thread.stop()
 
     async def send(self, request: SendRequest) -> Response:
         properties = request.properties
@@ -157,14 +79,13 @@ class FileWriter(DestinationConnector):
         )
         self.setup.report_state("sending", {"file": path})
         try:
-            await self._writes.write(
-                _Write(
-                    path,
-                    data,
-                    bool(properties["outputAppend"]),
-                    bool(properties["errorOnExists"]),
-                    bool(properties["temporary"]),
-                )
+            await self._thread.run(
+                _write,
+                path,
+                data,
+                bool(properties["outputAppend"]),
+                bool(properties["errorOnExists"]),
+                bool(properties["temporary"]),
             )
         except OSError as exc:
             # QUEUED, as Mirth's dispatchers answer a failed delivery: a queued destination

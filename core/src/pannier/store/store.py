@@ -38,6 +38,7 @@ from pannier.store.driver import (
     wrap_driver_error,
 )
 from pannier.store.statistics import COLUMNS, Deltas
+from pannier.threads import OwnThread
 
 log = logging.getLogger("pannier.store")
 T = TypeVar("T")
@@ -100,6 +101,9 @@ class _Writer:
         self.conn: Connection | None = None
         self.wire: mysql_wire.WireSocket | None = None
         """MariaDB/MySQL: the connection's socket, for batches sent from the event loop."""
+        self.thread = OwnThread("pannier-store-writer")
+        """Where the connection's blocking work runs (a hand-off per batch costs a fraction
+        of ``trio.to_thread``'s: SQLite DEVELOPMENT 865 -> 1,021 msg/s in pairs)."""
 
     def close(self, invalidate: bool = False) -> None:
         """Give the connection up: back to the pool, or closed (``invalidate``) when its
@@ -481,9 +485,7 @@ class Store:
                         with trio.CancelScope(shield=True):
                             await self._commit_batch_async(batch, writer)
                     else:
-                        await trio.to_thread.run_sync(
-                            self._commit_batch, batch, writer, limiter=self._limiter
-                        )
+                        await writer.thread.run(self._commit_batch, batch, writer)
                 except BaseException as exc:  # cancellation included: never leave a caller waiting
                     for unit in batch:
                         if not unit.done.is_set():
@@ -494,6 +496,7 @@ class Store:
                     unit.done.set()
         finally:
             writer.close()
+            writer.thread.close()
 
     async def _commit_batch_async(self, batch: list[Unit], writer: _Writer) -> None:
         """MariaDB/MySQL: write ``batch`` from the event loop: its statements and a COMMIT in
@@ -505,7 +508,7 @@ class Store:
         which case the connection is closed first (the server rolls back what it had)."""
         wire = writer.wire
         if wire is None or not self._allocate_ids_nowait(batch):
-            await trio.to_thread.run_sync(self._commit_batch, batch, writer, limiter=self._limiter)
+            await writer.thread.run(self._commit_batch, batch, writer)
             return
         if not any(unit.ops for unit in batch):
             return  # id allocation only
@@ -538,7 +541,7 @@ class Store:
                 exc,
             )
         writer.close(invalidate=True)
-        await trio.to_thread.run_sync(self._commit_batch, batch, writer, limiter=self._limiter)
+        await writer.thread.run(self._commit_batch, batch, writer)
 
     def _allocate_ids_nowait(self, batch: list[Unit]) -> bool:
         """Give the batch's new messages their ids if the allocator has them at hand (event
