@@ -288,3 +288,55 @@ def test_remembered_literals_stay_few_and_right() -> None:
     long = "x" * (driver._SHORT + 1)
     driver._backslash_escaped(long)
     assert long not in driver._BACKSLASH_ESCAPED
+
+
+@pytest.mark.parametrize("driver", ["pymysql", "mysqldb"])
+def test_mariadb_literal_statements_are_the_drivers_text_row_for_row(
+    mysql_url: str, driver: str
+) -> None:
+    """What ``literal_sql`` writes for a batch is, row for row, what the driver writes for
+    the statement with SQLAlchemy's converted parameters (booleans, timestamps, NULLs, text
+    to escape), for inserts, updates by key and a statement holding a literal value."""
+    if driver == "mysqldb":
+        pytest.importorskip(
+            "MySQLdb", reason="mysqlclient (pip install 'pannier[mysqlclient]') not installed"
+        )
+    url = mysql_url.replace("mysql+pymysql://", f"mysql+{driver}://")
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    seen = datetime(2026, 12, 6, 8, 30, 5)
+    rows = [
+        {"ID": 1, "WHEN_SEEN": seen, "FLAG": True, "NAME": 'it\'s \\ "x"\r\n'},
+        {"ID": 2, "WHEN_SEEN": None, "FLAG": False, "NAME": None},
+        {"ID": 3, "WHEN_SEEN": seen, "FLAG": None, "NAME": "é 漢字"},
+    ]
+    statements = [
+        (sa.insert(table), rows),
+        (
+            sa.update(table).where(table.c.ID == sa.bindparam("b_id")),
+            [{"b_id": 1, "FLAG": False, "NAME": "renamed"}, {"b_id": 2, "FLAG": True, "NAME": "x"}],
+        ),
+        (
+            sa.update(table).where(table.c.ID == sa.bindparam("b_id")).values(FLAG=True),
+            [{"b_id": 3}],
+        ),
+    ]
+    try:
+        with engine.connect() as conn:
+            cursor = conn.connection.cursor()
+            for statement, batch in statements:
+                compiled = compile_for_driver(statement, tuple(batch[0]), conn.dialect)
+                assert compiled is not None
+                expected = [
+                    str(cursor.mogrify(compiled.sql, compiled._convert(row)))  # the driver's
+                    for row in batch
+                ]
+                written = compiled.literal_sql(cursor, batch)
+                if statement.is_insert:  # one multi-row INSERT: the same rows, joined
+                    head = expected[0].split(" VALUES ")[0] + " VALUES "
+                    rows_text = [text.split(" VALUES ", 1)[1] for text in expected]
+                    assert written == [head + ", ".join(rows_text)]
+                else:
+                    assert written == expected
+            cursor.close()
+    finally:
+        engine.dispose()
