@@ -110,7 +110,11 @@ SCHEMA: dict[str, dict[str, Setting]] = {
             choices=("standalone", "takeover", "auto"),
         ),
         "pool_size": Setting(
-            8, "database connections (and worker threads) at most", check=_positive
+            8,
+            "database connections kept open (the pool may open a few more under load), and "
+            "worker threads for reads (API, recovery) at most; the store's writers (one on "
+            "SQLite, two on a server) work in threads of their own",
+            check=_positive,
         ),
         "async_batches": Setting(
             True,

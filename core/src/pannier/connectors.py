@@ -11,7 +11,8 @@ channel connector by calling ``ConnectorType.factory(setup)``.
 * A **destination** connector (``mode="destination"``) delivers one message per
   ``await send(request)`` call and says how it went with a :class:`Response`.
 
-Connectors run on trio. Blocking work (file or database I/O) goes to a worker thread with
+Connectors run on trio. Blocking work (file or database I/O) goes to a thread: per-message
+work to the connector's own :class:`pannier.threads.OwnThread`, occasional calls to
 ``trio.to_thread.run_sync``; a connector never blocks the event loop.
 """
 
