@@ -103,7 +103,9 @@ def pannier_register_sequence_allocators() -> Sequence[SequenceAllocatorSpec]:
 
     Event loop: ``SequenceAllocator.next_ids_nowait`` may hand out ids already in memory without
     blocking (``block`` does); the store then allocates without a worker thread. The default
-    answers None.
+    answers None. ``wants_prefetch`` (event loop, non-blocking) and ``prefetch`` (worker thread)
+    let an allocator fetch ids ahead of need, so no batch waits for ``reserve``; the defaults
+    never prefetch.
     """
 
 

@@ -321,6 +321,9 @@ class Store:
         self.writers = writers
         self._send, self._receive = trio.open_memory_channel[Unit](max_batch * 4)
         self._running = False
+        self._nursery: trio.Nursery | None = None
+        self._prefetching: set[str] = set()
+        """Sequences whose ids are being fetched ahead (:meth:`_prefetch_ids`)."""
         self.metadata = sa.MetaData()
         schema.core_tables(self.metadata)
         self._driver_statements = DriverStatements(self.engine.dialect)
@@ -339,6 +342,7 @@ class Store:
         """Run the committer task(s) until cancelled. Afterwards every commit fails fast."""
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 for _ in range(self.writers):
                     nursery.start_soon(self._committer)
                 self._running = True
@@ -494,9 +498,32 @@ class Store:
                     raise
                 for unit in batch:
                     unit.done.set()
+                self._prefetch_ids(batch)
         finally:
             writer.close()
             writer.thread.close()
+
+    def _prefetch_ids(self, batch: list[Unit]) -> None:
+        """Start fetching message ids ahead of need for the batch's channels whose allocator
+        asks for it, in a worker thread of their own, so no later batch waits for them."""
+        nursery = self._nursery
+        for unit in batch:
+            channel_store = unit.new_message_for
+            if channel_store is None or nursery is None:
+                continue
+            sequence = channel_store.sequence
+            if sequence.key in self._prefetching or not self.allocator.wants_prefetch(sequence):
+                continue
+            self._prefetching.add(sequence.key)
+            nursery.start_soon(self._prefetch, sequence)
+
+    async def _prefetch(self, sequence: TableSequence) -> None:
+        try:
+            await self.run_sync(self.allocator.prefetch, sequence)
+        except Exception as exc:  # the batches ask for ids themselves, with their retries
+            log.warning("fetching message ids ahead failed: %s: %.200s", type(exc).__name__, exc)
+        finally:
+            self._prefetching.discard(sequence.key)
 
     async def _commit_batch_async(self, batch: list[Unit], writer: _Writer) -> None:
         """MariaDB/MySQL: write ``batch`` from the event loop: its statements and a COMMIT in

@@ -65,7 +65,9 @@ def check_sequence_allocator(
     """Several allocators (one per simulated engine) used from several threads on one
     sequence never hand out an id twice, and each call's ids ascend; ``next_ids_nowait``,
     called between them as the store's event loop does, too, and it never reserves ids
-    itself (it must not wait for the database)."""
+    itself (it must not wait for the database), nor does ``wants_prefetch``; ``prefetch``,
+    called from other threads meanwhile as the store does when ``wants_prefetch`` says so,
+    changes none of that."""
     source = _CountingSource()
     allocators = [factory() for _ in range(engines)]
     seen: list[int] = []
@@ -78,11 +80,15 @@ def check_sequence_allocator(
     probe.next_ids_nowait(source, 1)
     probe.next_ids_nowait(source, 10**6)
     assert source.reserved == reserved, "next_ids_nowait reserved ids (it must not block)"
+    probe.wants_prefetch(source)
+    assert source.reserved == reserved, "wants_prefetch reserved ids (it must not block)"
 
     def work(allocator: SequenceAllocator, size: int) -> None:
         for call in range(calls):
             nowait = allocator.next_ids_nowait(source, size) if call % 2 else None
             ids = nowait if nowait is not None else allocator.next_ids(source, size)
+            if call % 3 == 0 and allocator.wants_prefetch(source):
+                allocator.prefetch(source)  # this thread, or another one meanwhile
             if len(ids) != size:
                 errors.append(f"asked for {size} ids, got {len(ids)}")
             if ids != sorted(ids):
