@@ -291,12 +291,15 @@ def test_remembered_literals_stay_few_and_right() -> None:
 
 
 @pytest.mark.parametrize("driver", ["pymysql", "mysqldb"])
+@pytest.mark.parametrize("sql_mode", ["", "NO_BACKSLASH_ESCAPES"])
 def test_mariadb_literal_statements_are_the_drivers_text_row_for_row(
-    mysql_url: str, driver: str
+    mysql_url: str, driver: str, sql_mode: str
 ) -> None:
     """What ``literal_sql`` writes for a batch is, row for row, what the driver writes for
     the statement with SQLAlchemy's converted parameters (booleans, timestamps, NULLs, text
-    to escape), for inserts, updates by key and a statement holding a literal value."""
+    to escape), for inserts, updates by key and a statement holding a literal value — also
+    for values of another type than their column's (written by the generated row writer's
+    fallback), in either escaping mode."""
     if driver == "mysqldb":
         pytest.importorskip(
             "MySQLdb", reason="mysqlclient (pip install 'pannier[mysqlclient]') not installed"
@@ -308,6 +311,11 @@ def test_mariadb_literal_statements_are_the_drivers_text_row_for_row(
         {"ID": 1, "WHEN_SEEN": seen, "FLAG": True, "NAME": 'it\'s \\ "x"\r\n'},
         {"ID": 2, "WHEN_SEEN": None, "FLAG": False, "NAME": None},
         {"ID": 3, "WHEN_SEEN": seen, "FLAG": None, "NAME": "é 漢字"},
+        {"ID": 4, "WHEN_SEEN": seen.replace(microsecond=7), "FLAG": 1, "NAME": "NUL\x00 \x1a %s"},
+        {"ID": 2**40, "WHEN_SEEN": datetime(999, 1, 2), "FLAG": 0, "NAME": "100% %(x)s %%"},
+        # Other types than the columns': the writer's fallback, as the driver writes them.
+        {"ID": "5", "WHEN_SEEN": "2026-01-01", "FLAG": True, "NAME": 2.5},
+        {"ID": True, "WHEN_SEEN": 17, "FLAG": False, "NAME": 12345678901234},
     ]
     statements = [
         (sa.insert(table), rows),
@@ -322,10 +330,14 @@ def test_mariadb_literal_statements_are_the_drivers_text_row_for_row(
     ]
     try:
         with engine.connect() as conn:
+            if sql_mode:
+                conn.exec_driver_sql(f"SET SESSION sql_mode = '{sql_mode}'")
             cursor = conn.connection.cursor()
             for statement, batch in statements:
                 compiled = compile_for_driver(statement, tuple(batch[0]), conn.dialect)
                 assert compiled is not None
+                if statement is not statements[-1][0]:  # no literal value: written fused
+                    assert compiled._fused_renderer(cursor) is not None
                 expected = [
                     str(cursor.mogrify(compiled.sql, compiled._convert(row)))  # the driver's
                     for row in batch
@@ -340,3 +352,4 @@ def test_mariadb_literal_statements_are_the_drivers_text_row_for_row(
             cursor.close()
     finally:
         engine.dispose()
+    assert ("''" if sql_mode else "\\'") in written[0] or not statement.is_insert

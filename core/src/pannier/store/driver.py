@@ -34,18 +34,22 @@ class DriverStatement:
     """One statement compiled for one dialect and one set of row keys: the driver's SQL text
     and the conversion of a row (``{key: value}``) into the driver's parameters."""
 
-    __slots__ = ("_convert", "libpq", "sql")
+    __slots__ = ("_convert", "_fields", "_rows_writers", "libpq", "sql")
 
     def __init__(
         self,
         sql: str,
         convert: Callable[[dict[str, Any]], Params],
         libpq: LibpqForm | None = None,
+        fields: Sequence[Field] | None = None,
     ) -> None:
         self.sql = sql
         self._convert = convert
         self.libpq = libpq
         """PostgreSQL: the statement as libpq runs it (see :func:`run_libpq_pipeline`)."""
+        self._fields = {field.name: field for field in fields} if fields is not None else None
+        """The parameters, by name (None: :func:`_row_writer` cannot write this statement)."""
+        self._rows_writers: dict[Callable[[str], str], RowWriter | None] = {}
 
     def parameters(self, rows: Sequence[dict[str, Any]]) -> list[Params]:
         convert = self._convert
@@ -58,11 +62,15 @@ class DriverStatement:
         driver's ``cursor.mogrify`` would write them (:func:`_renderer`), to be sent together
         as one multi-statement text. An INSERT becomes multi-row INSERTs; other statements
         one statement per row."""
-        convert = self._convert
         head, values = _split_values(self.sql)
-        render = _renderer(cursor, values if values is not None else self.sql)
+        template = values if values is not None else self.sql
+        render = self._fused_renderer(cursor)
+        if render is None:
+            convert = self._convert
+            to_text = _renderer(cursor, template)
+            render = lambda row: to_text(convert(row))  # noqa: E731
         if values is None:
-            return [render(convert(row)) for row in rows]
+            return [render(row) for row in rows]
         # Rows are cut into INSERTs of about ``max_bytes`` (PyMySQL's own limit for the
         # multi-row INSERTs it writes), so large messages never make a text the server's
         # max_allowed_packet refuses.
@@ -70,7 +78,7 @@ class DriverStatement:
         chunk: list[str] = []
         size = 0
         for row in rows:
-            text = render(convert(row))
+            text = render(row)
             if chunk and size + len(text) > max_bytes:
                 statements.append(head + ", ".join(chunk))
                 chunk, size = [], 0
@@ -78,6 +86,27 @@ class DriverStatement:
             size += len(text) + 2
         statements.append(head + ", ".join(chunk))
         return statements
+
+    def _fused_renderer(self, cursor: Any) -> Callable[[dict[str, Any]], str] | None:
+        """A row (``{key: value}``) straight to its text (an INSERT's ``(...)``, or the whole
+        statement), converted and escaped in one generated function (:func:`_row_writer`),
+        for the session's escaping mode; None when the statement or the driver needs the
+        general path."""
+        if self._fields is None:
+            return None
+        kit = _literal_kit(cursor)
+        if kit is None:
+            return None
+        text_literal, value_literal = kit
+        writers = self._rows_writers
+        if text_literal not in writers:
+            _, values = _split_values(self.sql)
+            template = values if values is not None else self.sql
+            writers[text_literal] = _row_writer(template, self._fields, text_literal)
+        writer = writers[text_literal]
+        if writer is None:
+            return None
+        return functools.partial(writer, value_literal)
 
     def run(self, conn: Connection, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
         """Execute for ``rows`` on ``cursor`` (a cursor of ``conn``'s DB-API connection). A
@@ -169,6 +198,100 @@ def _remember(memory: dict[str, str], value: str, literal: str) -> str:
     return literal
 
 
+@dataclass(frozen=True)
+class Field:
+    """One parameter of a compiled statement: its name, the conversion its column type
+    applies (SQLAlchemy's bind processor) and the Python type its values usually have
+    (``int``, ``str``, ``datetime``, or None), which is tried first when writing them."""
+
+    name: str
+    processor: Callable[[Any], Any] | None
+    usual: type | None
+
+
+RowWriter = Callable[[Callable[[Any], str], dict[str, Any]], str]
+"""``writer(value_literal, row)``: the row's text in the statement's template."""
+
+
+def _row_writer(
+    template: str, fields: Mapping[str, Field], text_literal: Callable[[str], str]
+) -> RowWriter | None:
+    """Generate the function writing a row into ``template`` (``%s`` or ``%(name)s``
+    placeholders), as :func:`_renderer` after the statement's conversion would, but without
+    a call per value: each value's usual type (and NULL) is written inline — ``str(v)`` for
+    an int, ``text_literal(v)`` for text (a module-level escaping function, so the writer
+    serves every connection in that mode), the timestamp format — and only other values go
+    to the connection's ``value_literal``. Measured on MariaDB PRODUCTION batches: a
+    message's values were ~55 calls of ``value_literal`` and ~40 % of the rendering time.
+
+    None when the template is not one this can fill (then :func:`_renderer` does)."""
+    positional, names = _positional(template)
+    if "%%" in positional or "%(" in positional:
+        return None
+    if not names:  # format paramstyle: the fields in the compiled order
+        names = tuple(fields)
+        if positional.count("%s") != len(names):
+            return None
+    if any(name not in fields for name in names):
+        return None
+    namespace: dict[str, Any] = {
+        "T": positional,
+        "E": text_literal,
+        "S": str,
+        "D": datetime.datetime,
+        "type": type,
+    }
+    lines = ["def write(L, row):"]
+    parts = []
+    for index, name in enumerate(names):
+        field = fields[name]
+        value = f"row[{name!r}]"
+        if field.processor is not None:
+            namespace[f"P{index}"] = field.processor
+            value = f"P{index}({value})"
+        lines.append(f"    v{index} = {value}")
+        v = f"v{index}"
+        if field.usual is int:
+            fast = f"S({v}) if type({v}) is int else "
+        elif field.usual is str:
+            fast = f"E({v}) if type({v}) is str else "
+        elif field.usual is datetime.datetime:
+            fast = (
+                f"\"'\" + {v}.isoformat(' ') + \"'\" if type({v}) is D and {v}.tzinfo is None else "
+            )
+        else:
+            fast = ""
+        parts.append(f"'NULL' if {v} is None else {fast}L({v})")
+    lines.append("    return T % (" + ", ".join(parts) + ",)")
+    exec(compile("\n".join(lines), f"<row writer {template[:40]!r}>", "exec"), namespace)
+    writer: RowWriter = namespace["write"]
+    return writer
+
+
+def _usual_type(bind: Any, processor: Callable[[Any], Any] | None) -> type | None:
+    """The Python type a parameter's values have once converted, when it is plain."""
+    if processor is not None:
+        return None  # converted to whatever the dialect wants: the general path decides
+    try:
+        python_type = bind.type.python_type
+    except NotImplementedError:
+        return None
+    return python_type if python_type in (int, str, datetime.datetime) else None
+
+
+def _literal_kit(cursor: Any) -> tuple[Callable[[str], str], Callable[[Any], str]] | None:
+    """The session's text escaping (a module-level function) and the connection's
+    ``value_literal``; None when text is escaped by the driver itself (mysqlclient with a
+    character set other than UTF-8) or the driver is not known."""
+    value_literal = _literal_function(cursor)
+    if value_literal is None:
+        return None
+    escape = getattr(value_literal, "escape", None)
+    if escape not in (_backslash_escaped, _quote_doubled):
+        return None
+    return escape, value_literal
+
+
 def _literal_function(cursor: Any) -> Callable[[Any], str] | None:
     """One value as SQL text exactly as the driver (mysqlclient or PyMySQL) writes it, or
     None for another driver.
@@ -218,6 +341,7 @@ def _literal_function(cursor: Any) -> Callable[[Any], str] | None:
             return f"'{value.isoformat(' ')}'"
         return other(value)
 
+    value_literal.escape = escape  # type: ignore[attr-defined]
     return value_literal
 
 
@@ -446,7 +570,13 @@ def compile_for_driver(
     libpq = None
     if dialect.name == "postgresql" and dialect.paramstyle == "pyformat":
         libpq = LibpqForm.of(sql)
-    return DriverStatement(sql, convert, libpq)
+    fields = None
+    if not constants and len(set(names)) == len(names):
+        fields = []
+        for name in names:
+            processor = _bind_processor(binds[name], dialect)
+            fields.append(Field(name, processor, _usual_type(binds[name], processor)))
+    return DriverStatement(sql, convert, libpq, fields)
 
 
 def _bind_processor(bind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
