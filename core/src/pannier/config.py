@@ -118,9 +118,10 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         ),
         "async_batches": Setting(
             True,
-            "MariaDB/MySQL: the store sends each batch from the event loop on its connection's "
-            "own socket, without a worker thread (not over TLS or compression, which take the "
-            "driver); false: always through the driver in a worker thread",
+            "MariaDB/MySQL and PostgreSQL: the store sends each batch from the event loop on "
+            "its connection's own socket, without a worker thread (MariaDB: not over TLS or "
+            "compression, which take the driver); false: always through the driver in a worker "
+            "thread",
         ),
         "sequence_allocator": Setting("block", "message id allocator, by plugin name"),
         "sequence_block_size": Setting(

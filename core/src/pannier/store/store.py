@@ -34,6 +34,7 @@ from pannier.store.driver import (
     LibpqForm,
     libpq_parameters,
     run_libpq_pipeline,
+    run_libpq_pipeline_async,
     run_multi_statement,
     wrap_driver_error,
 )
@@ -332,9 +333,12 @@ class Store:
         # multi-statement text instead (_create_engine enables them on the store's
         # connections), so a batch costs one round trip and its commit.
         self._multi_statement = self.dialect in ("mysql", "mariadb")
-        # ...and from the event loop, on the connection's own socket (store/mysql_wire.py):
-        # in a worker thread the driver waits for the GIL after each of its blocking calls.
-        self.async_batches = async_batches and self._multi_statement
+        # ...and from the event loop, on the connection's own socket (store/mysql_wire.py;
+        # PostgreSQL: libpq's pipeline awaited with trio): in a worker thread the driver
+        # waits for the GIL after each of its blocking calls.
+        self.async_batches = async_batches and (
+            self._multi_statement or self.dialect == "postgresql"
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -487,7 +491,10 @@ class Store:
                     if self.async_batches and not any(unit.custom for unit in batch):
                         # Shielded as a thread is: the batch in flight is finished.
                         with trio.CancelScope(shield=True):
-                            await self._commit_batch_async(batch, writer)
+                            if self._multi_statement:
+                                await self._commit_batch_async(batch, writer)
+                            else:
+                                await self._pipeline_batch_async(batch, writer)
                     else:
                         await writer.thread.run(self._commit_batch, batch, writer)
                 except BaseException as exc:  # cancellation included: never leave a caller waiting
@@ -570,6 +577,41 @@ class Store:
         writer.close(invalidate=True)
         await writer.thread.run(self._commit_batch, batch, writer)
 
+    async def _pipeline_batch_async(self, batch: list[Unit], writer: _Writer) -> None:
+        """PostgreSQL: write ``batch`` from the event loop, its statements and its COMMIT in
+        one libpq pipeline on the writer's connection (:func:`run_libpq_pipeline_async`).
+
+        As for MariaDB (:meth:`_commit_batch_async`), whatever this cannot do goes to
+        :meth:`_commit_batch` in the writer's thread: the first batch (the connection is made
+        there), ids to fetch, values without a libpq form, and any failure, after closing
+        the connection (the server rolls back what it had)."""
+        conn = writer.conn
+        if conn is None or conn.invalidated or not self._allocate_ids_nowait(batch):
+            await writer.thread.run(self._commit_batch, batch, writer)
+            return
+        if not any(unit.ops for unit in batch):
+            return  # id allocation only
+        try:
+            steps = self._libpq_steps(conn, batch)
+        except Exception:  # a value libpq refuses (a NUL): the driver path says which unit
+            steps = None
+        if steps is None:
+            await writer.thread.run(self._commit_batch, batch, writer)
+            return
+        try:
+            await run_libpq_pipeline_async(conn, steps, commit=True)
+            return
+        except Exception as exc:
+            level = logging.DEBUG if isinstance(exc, sa.exc.DBAPIError) else logging.WARNING
+            log.log(
+                level,
+                "batch from the event loop failed (%s: %s); through the driver",
+                type(exc).__name__,
+                str(exc).splitlines()[0] if str(exc) else "",
+            )
+        writer.close(invalidate=True)
+        await writer.thread.run(self._commit_batch, batch, writer)
+
     def _allocate_ids_nowait(self, batch: list[Unit]) -> bool:
         """Give the batch's new messages their ids if the allocator has them at hand (event
         loop); False when some must come from the database (then :meth:`_allocate_ids`)."""
@@ -622,7 +664,7 @@ class Store:
             writer.conn = self.engine.connect()
         connection = writer.conn
         try:
-            if self.async_batches and writer.wire is None:
+            if self.async_batches and self._multi_statement and writer.wire is None:
                 self._attach_wire(writer, connection)
             with connection.begin():
                 if self.dialect == "postgresql":

@@ -1,0 +1,145 @@
+"""PostgreSQL batches sent from the event loop (libpq's pipeline awaited with trio): all but a
+writer's first batch go that way, ``[database] async_batches = false`` keeps them in the
+writer's thread, and a killed connection or a failing unit loses nothing else."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import trio
+from pannier.sequences import BlockAllocator
+from pannier.store import store as store_module
+from pannier.store.store import ChannelStore, Store, Unit
+
+
+def _received(store: Store, cs: ChannelStore, text: str) -> Unit:
+    unit = Unit(new_message_for=cs)
+
+    def build(message_id: int) -> None:
+        cs.add_received(unit, message_id, store.now())
+        cs.add_content(unit, message_id, 0, 1, text, "HL7V2")
+
+    unit.build = build
+    return unit
+
+
+def _record_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Which way each batch goes: "loop" (the pipeline awaited on the event loop) or
+    "thread" (the same pipeline in the writer's thread)."""
+    paths: list[str] = []
+    on_loop, in_thread = store_module.run_libpq_pipeline_async, store_module.run_libpq_pipeline
+
+    async def loop(*args: Any, **kwargs: Any) -> None:
+        paths.append("loop")
+        await on_loop(*args, **kwargs)
+
+    def thread(*args: Any, **kwargs: Any) -> None:
+        paths.append("thread")
+        in_thread(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "run_libpq_pipeline_async", loop)
+    monkeypatch.setattr(store_module, "run_libpq_pipeline", thread)
+    return paths
+
+
+@pytest.mark.parametrize("async_batches", [True, False])
+async def test_batches_go_from_the_event_loop_unless_configured_not_to(
+    postgres_url: str, async_batches: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _record_paths(monkeypatch)
+    store = Store(postgres_url, str(uuid.uuid4()), BlockAllocator(100), async_batches=async_batches)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await store.create_schema()
+        cs = await store.open_channel(str(uuid.uuid4()))
+        for n in range(6):
+            await store.commit(_received(store, cs, f"message {n}"))
+        nursery.cancel_scope.cancel()
+    with store.engine.connect() as conn:
+        texts = conn.execute(sa.select(cs.tables.content.c.CONTENT)).scalars().all()
+    await store.aclose()
+    assert sorted(texts) == [f"message {n}" for n in range(6)]
+    if async_batches:
+        # The writers' first batches make their connections in their threads.
+        assert paths.count("thread") <= store.writers and paths.count("loop") >= 6 - store.writers
+    else:
+        assert paths == ["thread"] * 6
+
+
+async def test_a_killed_connection_and_a_failing_unit_lose_nothing_else(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writers' connections are ended by the server between batches and one unit of a
+    batch fails: those batches go through the writer's thread (a fresh connection, one unit
+    at a time), every other message is stored once, and when the store closes no connection
+    of it is left on the server."""
+    database = sa.engine.make_url(postgres_url).database
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+
+    def terminate() -> None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            )
+
+    def connections() -> int:
+        with admin.connect() as conn:
+            return int(
+                conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (database,),
+                ).scalar_one()
+            )
+
+    store = Store(postgres_url, str(uuid.uuid4()), BlockAllocator(100), pool_size=4)
+    sent: list[Unit] = []
+    failures: list[BaseException] = []
+
+    async def commit(unit: Unit) -> None:
+        try:
+            await store.commit(unit)
+        except Exception as exc:
+            failures.append(exc)
+
+    with caplog.at_level(logging.DEBUG, logger="pannier.store"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            await store.create_schema()
+            cs = await store.open_channel(str(uuid.uuid4()))
+            for n in range(5):  # the writers connect in their threads, then the loop takes over
+                unit = _received(store, cs, f"before {n}")
+                await store.commit(unit)
+                sent.append(unit)
+            await trio.sleep(0.2)  # ids fetched ahead: the next batches stay on the loop
+            terminate()
+            async with trio.open_nursery() as clients:
+                for n in range(20):
+                    unit = _received(store, cs, f"after {n}")
+                    sent.append(unit)
+                    clients.start_soon(store.commit, unit)
+            bad = Unit()  # a content row of a message that does not exist: the FK refuses it
+            cs.add_content(bad, 10**9, 0, 1, "orphan", None)
+            good = [_received(store, cs, f"beside {n}") for n in range(3)]
+            async with trio.open_nursery() as clients:
+                for unit in [bad, *good]:
+                    clients.start_soon(commit, unit)
+            sent += good
+            nursery.cancel_scope.cancel()
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.select(cs.tables.message.c.ID)).scalars().all()
+    await store.aclose()
+    try:
+        assert len(failures) == 1 and "foreign key" in str(failures[0]).lower(), failures
+        fallbacks = [r.message for r in caplog.records if "from the event loop failed" in r.message]
+        assert fallbacks, "no batch from the event loop met the ended connection"
+        assert sorted(stored) == sorted(unit.message_id for unit in sent)
+        assert connections() == 0
+    finally:
+        admin.dispose()
