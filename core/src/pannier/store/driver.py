@@ -56,15 +56,20 @@ class DriverStatement:
         return [convert(row) for row in rows]
 
     def literal_sql(
-        self, cursor: Any, rows: Sequence[dict[str, Any]], max_bytes: int = 1_000_000
+        self,
+        cursor: Any,
+        rows: Sequence[dict[str, Any]],
+        max_bytes: int = 1_000_000,
+        kit: LiteralKit | None = None,
     ) -> list[str]:
         """MariaDB/MySQL: the statements for ``rows`` with their values inlined as the
         driver's ``cursor.mogrify`` would write them (:func:`_renderer`), to be sent together
         as one multi-statement text. An INSERT becomes multi-row INSERTs; other statements
-        one statement per row."""
+        one statement per row. ``kit``: :func:`literal_kit` of ``cursor``, when the caller
+        writes several statements on it (asked once instead of per statement)."""
         head, values = _split_values(self.sql)
         template = values if values is not None else self.sql
-        render = self._fused_renderer(cursor)
+        render = self._fused_renderer(cursor, kit)
         if render is None:
             convert = self._convert
             to_text = _renderer(cursor, template)
@@ -87,15 +92,18 @@ class DriverStatement:
         statements.append(head + ", ".join(chunk))
         return statements
 
-    def _fused_renderer(self, cursor: Any) -> Callable[[dict[str, Any]], str] | None:
+    def _fused_renderer(
+        self, cursor: Any, kit: LiteralKit | None = None
+    ) -> Callable[[dict[str, Any]], str] | None:
         """A row (``{key: value}``) straight to its text (an INSERT's ``(...)``, or the whole
         statement), converted and escaped in one generated function (:func:`_row_writer`),
         for the session's escaping mode; None when the statement or the driver needs the
         general path."""
         if self._fields is None:
             return None
-        kit = _literal_kit(cursor)
         if kit is None:
+            kit = literal_kit(cursor)
+        if not kit:
             return None
         text_literal, value_literal = kit
         writers = self._rows_writers
@@ -279,16 +287,20 @@ def _usual_type(bind: Any, processor: Callable[[Any], Any] | None) -> type | Non
     return python_type if python_type in (int, str, datetime.datetime) else None
 
 
-def _literal_kit(cursor: Any) -> tuple[Callable[[str], str], Callable[[Any], str]] | None:
+LiteralKit = tuple[Callable[[str], str], Callable[[Any], str]] | tuple[()]
+
+
+def literal_kit(cursor: Any) -> LiteralKit:
     """The session's text escaping (a module-level function) and the connection's
-    ``value_literal``; None when text is escaped by the driver itself (mysqlclient with a
-    character set other than UTF-8) or the driver is not known."""
+    ``value_literal``, as the generated row writers take them; empty when text is escaped
+    by the driver itself (mysqlclient with a character set other than UTF-8) or the driver
+    is not known."""
     value_literal = _literal_function(cursor)
     if value_literal is None:
-        return None
+        return ()
     escape = getattr(value_literal, "escape", None)
     if escape not in (_backslash_escaped, _quote_doubled):
-        return None
+        return ()
     return escape, value_literal
 
 

@@ -33,6 +33,7 @@ from pannier.store.driver import (
     DriverStatements,
     LibpqForm,
     libpq_parameters,
+    literal_kit,
     run_libpq_pipeline,
     run_libpq_pipeline_async,
     run_multi_statement,
@@ -769,12 +770,13 @@ class Store:
             return None
         statements: list[str] = []
         groups = _grouped(batch)
+        kit = literal_kit(cursor)
         for key in sorted(groups, key=lambda k: k[0]):
             statement, rows = groups[key]
             compiled = self._driver_statements.get(statement, tuple(rows[0]))
             if compiled is None:
                 return None
-            statements.extend(compiled.literal_sql(cursor, rows))
+            statements.extend(compiled.literal_sql(cursor, rows, kit=kit))
         return statements
 
     def _execute(self, conn: Connection, batch: list[Unit], custom: bool = True) -> None:
