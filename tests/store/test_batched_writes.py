@@ -11,23 +11,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import trio
-from pannier.model.status import ContentType
 from pannier.sequences import BlockAllocator
 from pannier.store import store as store_module
 from pannier.store.driver import run_multi_statement
 from pannier.store.mysql_wire import run_query
 from pannier.store.store import UPDATE_CONNECTOR, UPDATE_MESSAGE, ChannelStore, Store, Unit
 
-
-def received(cs: ChannelStore, text: str) -> Unit:
-    unit = Unit(new_message_for=cs)
-
-    def build(message_id: int) -> None:
-        cs.add_received(unit, message_id, None)
-        cs.add_content(unit, message_id, 0, ContentType.RAW, text, "HL7V2")
-
-    unit.build = build
-    return unit
+from .units import received
 
 
 def processed(cs: ChannelStore, message_id: int, n: int) -> Unit:

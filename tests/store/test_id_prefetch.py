@@ -5,26 +5,19 @@ fetch ahead costs nothing but a warning."""
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
 import trio
-from pannier.model.status import ContentType
-from pannier.sequences import BlockAllocator, SequenceSource
-from pannier.store.store import ChannelStore, Store, Unit
+from pannier.sequences import BlockAllocator, SequenceAllocator, SequenceSource
+from pannier.store.store import ChannelStore, Store
 
+from .units import received
 
-def received(cs: ChannelStore, text: str) -> Unit:
-    unit = Unit(new_message_for=cs)
-
-    def build(message_id: int) -> None:
-        cs.add_received(unit, message_id, None)
-        cs.add_content(unit, message_id, 0, ContentType.RAW, text, "HL7V2")
-
-    unit.build = build
-    return unit
+Reserve = Callable[[int], list[int]]
 
 
 class Recording(BlockAllocator):
@@ -39,37 +32,47 @@ class Recording(BlockAllocator):
         self.prefetched += 1
 
 
-async def _commit_one_by_one(store: Store, cs: ChannelStore, count: int) -> list[int]:
+async def _commit_one_by_one(
+    db_url: str,
+    allocator: SequenceAllocator,
+    count: int,
+    reserve_through: Callable[[Reserve], Reserve],
+) -> tuple[Store, ChannelStore, list[int]]:
+    """Commit ``count`` new messages one after another, at a steady pace, with the channel's
+    ``reserve`` replaced by ``reserve_through(reserve)``; the store and channel (closed)
+    and the messages' ids."""
+    store = Store(db_url, str(uuid.uuid4()), allocator, pool_size=4)
     ids = []
-    for n in range(count):
-        unit = received(cs, f"message {n}")
-        await store.commit(unit)
-        assert unit.message_id is not None
-        ids.append(unit.message_id)
-        await trio.sleep(0.02)  # steady load: time for a fetch ahead to come back
-    return ids
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await store.create_schema()
+        cs = await store.open_channel(str(uuid.uuid4()))
+        cs.sequence.reserve = reserve_through(cs.sequence.reserve)  # type: ignore[method-assign]
+        for n in range(count):
+            unit = received(cs, f"message {n}")
+            await store.commit(unit)
+            assert unit.message_id is not None
+            ids.append(unit.message_id)
+            await trio.sleep(0.02)  # time for a fetch ahead to come back
+        nursery.cancel_scope.cancel()
+    return store, cs, ids
 
 
 async def test_after_the_first_block_every_reservation_is_made_ahead_of_need(
     db_url: str,
 ) -> None:
     allocator = Recording(block_size=10)
-    store = Store(db_url, str(uuid.uuid4()), allocator, pool_size=4)
     reservations = 0
-    async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
-        await store.create_schema()
-        cs = await store.open_channel(str(uuid.uuid4()))
-        reserve = cs.sequence.reserve
 
-        def counted(count: int) -> list[int]:
+    def counted(reserve: Reserve) -> Reserve:
+        def counting(count: int) -> list[int]:
             nonlocal reservations
             reservations += 1
             return reserve(count)
 
-        cs.sequence.reserve = counted  # type: ignore[method-assign]
-        ids = await _commit_one_by_one(store, cs, 45)
-        nursery.cancel_scope.cancel()
+        return counting
+
+    store, cs, ids = await _commit_one_by_one(db_url, allocator, 45, counted)
     t = cs.tables
     with store.engine.connect() as conn:
         stored = sorted(conn.execute(sa.select(t.message.c.ID)).scalars())
@@ -91,27 +94,20 @@ async def test_after_the_first_block_every_reservation_is_made_ahead_of_need(
 async def test_a_failed_fetch_ahead_is_a_warning_and_the_batches_fetch_their_ids(
     db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = Store(db_url, str(uuid.uuid4()), BlockAllocator(4), pool_size=4)
     failures = 0
-    async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
-        await store.create_schema()
-        cs = await store.open_channel(str(uuid.uuid4()))
-        reserve = cs.sequence.reserve
 
-        def failing_ahead(count: int) -> Any:
-            import traceback
-
+    def failing_ahead(reserve: Reserve) -> Reserve:
+        def failing(count: int) -> list[int]:
             nonlocal failures
             if any(frame.name == "prefetch" for frame in traceback.extract_stack()):
                 failures += 1
                 raise sa.exc.OperationalError("SELECT ... FOR UPDATE", None, Exception("gone"))
             return reserve(count)
 
-        cs.sequence.reserve = failing_ahead  # type: ignore[method-assign]
-        with caplog.at_level(logging.WARNING, logger="pannier.store"):
-            ids = await _commit_one_by_one(store, cs, 12)
-        nursery.cancel_scope.cancel()
+        return failing
+
+    with caplog.at_level(logging.WARNING, logger="pannier.store"):
+        store, _cs, ids = await _commit_one_by_one(db_url, BlockAllocator(4), 12, failing_ahead)
     await store.aclose()
     assert failures >= 1
     assert ids == list(range(ids[0], ids[0] + 12)), ids

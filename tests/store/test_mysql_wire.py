@@ -21,6 +21,8 @@ from pannier.store.mysql_wire import (
 )
 from pannier.store.store import Store, Unit
 
+from .units import check_batch_paths, commit_one_by_one, received, record_path
+
 DRIVERS = [
     pytest.param("pymysql", id="pymysql"),
     pytest.param("mysqldb", id="mysqlclient"),
@@ -127,17 +129,6 @@ def test_a_connection_in_autocommit_is_not_used(mysql_url: str, driver: str) -> 
     engine.dispose()
 
 
-def _received(store: Store, cs, text: str) -> Unit:
-    unit = Unit(new_message_for=cs)
-
-    def build(message_id: int) -> None:
-        cs.add_received(unit, message_id, store.now())
-        cs.add_content(unit, message_id, 0, 1, text, "HL7V2")
-
-    unit.build = build
-    return unit
-
-
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_a_killed_connection_and_a_failing_unit_lose_nothing_else(
     mysql_url: str, driver: str, caplog: pytest.LogCaptureFixture
@@ -168,7 +159,7 @@ async def test_a_killed_connection_and_a_failing_unit_lose_nothing_else(
         await store.create_schema()
         cs = await store.open_channel(str(uuid.uuid4()))
         for n in range(5):  # the writers connect, through the driver, then on the wire
-            unit = _received(store, cs, f"before {n}")
+            unit = received(cs, f"before {n}", store.now())
             await store.commit(unit)
             sent.append(unit)
         assert store.async_batches
@@ -177,12 +168,12 @@ async def test_a_killed_connection_and_a_failing_unit_lose_nothing_else(
                 conn.exec_driver_sql(f"KILL {int(pid)}")
         async with trio.open_nursery() as clients:
             for n in range(20):
-                unit = _received(store, cs, f"after {n}")
+                unit = received(cs, f"after {n}", store.now())
                 sent.append(unit)
                 clients.start_soon(store.commit, unit)
         bad = Unit()  # a content row of a message that does not exist: the FK refuses it
         cs.add_content(bad, 10**9, 0, 1, "orphan", None)
-        good = [_received(store, cs, f"beside {n}") for n in range(3)]
+        good = [received(cs, f"beside {n}", store.now()) for n in range(3)]
         failures: list[BaseException] = []
 
         async def commit(unit: Unit) -> None:
@@ -208,40 +199,15 @@ async def test_a_killed_connection_and_a_failing_unit_lose_nothing_else(
 
 
 def _record_paths(monkeypatch: pytest.MonkeyPatch, wire: Any = None) -> list[str]:
-    """Which way each batch the store writes goes: "wire" (``run_query``, or ``wire`` in its
+    """Which way each batch the store writes goes: "loop" (``run_query``, or ``wire`` in its
     place) or "thread" (the driver's multi-statement text in a worker thread)."""
     from pannier.store import mysql_wire
     from pannier.store import store as store_module
 
     paths: list[str] = []
-    real_query, real_multi = mysql_wire.run_query, store_module.run_multi_statement
-
-    async def on_wire(sock: Any, sql: bytes) -> Any:
-        paths.append("wire")
-        return await (wire or real_query)(sock, sql)
-
-    def in_thread(conn: Any, cursor: Any, statements: list[str]) -> None:
-        paths.append("thread")
-        real_multi(conn, cursor, statements)
-
-    monkeypatch.setattr(mysql_wire, "run_query", on_wire)
-    monkeypatch.setattr(store_module, "run_multi_statement", in_thread)
+    record_path(monkeypatch, paths, mysql_wire, "run_query", "loop", instead=wire)
+    record_path(monkeypatch, paths, store_module, "run_multi_statement", "thread")
     return paths
-
-
-async def _commit_six_one_by_one(store: Store) -> int:
-    """Commit six new messages, one at a time; how many the database then holds."""
-    async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
-        await store.create_schema()
-        cs = await store.open_channel(str(uuid.uuid4()))
-        for n in range(6):
-            await store.commit(_received(store, cs, f"message {n}"))
-        nursery.cancel_scope.cancel()
-    with store.engine.connect() as conn:
-        count = conn.execute(sa.select(sa.func.count()).select_from(cs.tables.message)).scalar()
-    await store.aclose()
-    return int(count or 0)
 
 
 @pytest.mark.parametrize("async_batches", [True, False])
@@ -250,13 +216,7 @@ async def test_database_async_batches_chooses_the_path(
 ) -> None:
     """``[database] async_batches = false`` keeps every batch on the driver in a worker
     thread; true (the default) sends all but a writer's first from the event loop."""
-    paths = _record_paths(monkeypatch)
-    store = Store(mysql_url, str(uuid.uuid4()), BlockAllocator(100), async_batches=async_batches)
-    assert await _commit_six_one_by_one(store) == 6
-    if async_batches:
-        assert paths.count("thread") <= store.writers and paths.count("wire") >= 6 - store.writers
-    else:
-        assert paths == ["thread"] * 6
+    await check_batch_paths(mysql_url, async_batches, _record_paths(monkeypatch))
 
 
 async def test_answers_the_wire_does_not_know_send_the_store_back_to_the_driver(
@@ -271,6 +231,6 @@ async def test_answers_the_wire_does_not_know_send_the_store_back_to_the_driver(
 
     paths = _record_paths(monkeypatch, wire=garbled)
     store = Store(mysql_url, str(uuid.uuid4()), BlockAllocator(100))
-    assert await _commit_six_one_by_one(store) == 6
-    assert paths.count("wire") == 1 and paths.count("thread") == 6  # tried once, then never
+    assert await commit_one_by_one(store, 6) == 6
+    assert paths.count("loop") == 1 and paths.count("thread") == 6  # tried once, then never
     assert any("from now on" in r.message and "0x16" in r.message for r in caplog.records)

@@ -6,43 +6,23 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 import trio
 from pannier.sequences import BlockAllocator
 from pannier.store import store as store_module
-from pannier.store.store import ChannelStore, Store, Unit
+from pannier.store.store import Store, Unit
 
-
-def _received(store: Store, cs: ChannelStore, text: str) -> Unit:
-    unit = Unit(new_message_for=cs)
-
-    def build(message_id: int) -> None:
-        cs.add_received(unit, message_id, store.now())
-        cs.add_content(unit, message_id, 0, 1, text, "HL7V2")
-
-    unit.build = build
-    return unit
+from .units import check_batch_paths, received, record_path
 
 
 def _record_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Which way each batch goes: "loop" (the pipeline awaited on the event loop) or
     "thread" (the same pipeline in the writer's thread)."""
     paths: list[str] = []
-    on_loop, in_thread = store_module.run_libpq_pipeline_async, store_module.run_libpq_pipeline
-
-    async def loop(*args: Any, **kwargs: Any) -> None:
-        paths.append("loop")
-        await on_loop(*args, **kwargs)
-
-    def thread(*args: Any, **kwargs: Any) -> None:
-        paths.append("thread")
-        in_thread(*args, **kwargs)
-
-    monkeypatch.setattr(store_module, "run_libpq_pipeline_async", loop)
-    monkeypatch.setattr(store_module, "run_libpq_pipeline", thread)
+    record_path(monkeypatch, paths, store_module, "run_libpq_pipeline_async", "loop")
+    record_path(monkeypatch, paths, store_module, "run_libpq_pipeline", "thread")
     return paths
 
 
@@ -50,24 +30,7 @@ def _record_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 async def test_batches_go_from_the_event_loop_unless_configured_not_to(
     postgres_url: str, async_batches: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = _record_paths(monkeypatch)
-    store = Store(postgres_url, str(uuid.uuid4()), BlockAllocator(100), async_batches=async_batches)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
-        await store.create_schema()
-        cs = await store.open_channel(str(uuid.uuid4()))
-        for n in range(6):
-            await store.commit(_received(store, cs, f"message {n}"))
-        nursery.cancel_scope.cancel()
-    with store.engine.connect() as conn:
-        texts = conn.execute(sa.select(cs.tables.content.c.CONTENT)).scalars().all()
-    await store.aclose()
-    assert sorted(texts) == [f"message {n}" for n in range(6)]
-    if async_batches:
-        # The writers' first batches make their connections in their threads.
-        assert paths.count("thread") <= store.writers and paths.count("loop") >= 6 - store.writers
-    else:
-        assert paths == ["thread"] * 6
+    await check_batch_paths(postgres_url, async_batches, _record_paths(monkeypatch))
 
 
 async def test_a_killed_connection_and_a_failing_unit_lose_nothing_else(
@@ -114,19 +77,19 @@ async def test_a_killed_connection_and_a_failing_unit_lose_nothing_else(
             await store.create_schema()
             cs = await store.open_channel(str(uuid.uuid4()))
             for n in range(5):  # the writers connect in their threads, then the loop takes over
-                unit = _received(store, cs, f"before {n}")
+                unit = received(cs, f"before {n}", store.now())
                 await store.commit(unit)
                 sent.append(unit)
             await trio.sleep(0.2)  # ids fetched ahead: the next batches stay on the loop
             terminate()
             async with trio.open_nursery() as clients:
                 for n in range(20):
-                    unit = _received(store, cs, f"after {n}")
+                    unit = received(cs, f"after {n}", store.now())
                     sent.append(unit)
                     clients.start_soon(store.commit, unit)
             bad = Unit()  # a content row of a message that does not exist: the FK refuses it
             cs.add_content(bad, 10**9, 0, 1, "orphan", None)
-            good = [_received(store, cs, f"beside {n}") for n in range(3)]
+            good = [received(cs, f"beside {n}", store.now()) for n in range(3)]
             async with trio.open_nursery() as clients:
                 for unit in [bad, *good]:
                     clients.start_soon(commit, unit)
