@@ -3,8 +3,9 @@
 Every write is a :class:`Unit` of work (the statements one pipeline step needs to make durable).
 Units go to a committer task that takes everything pending, runs it in **one transaction** —
 statements of the same shape executed together as multi-row inserts or ``executemany`` —
-commits, and wakes the callers: in one worker thread hop, or on MariaDB/MySQL in one round trip
-from the event loop (:mod:`pannier.store.mysql_wire`). A caller that awaited
+commits, and wakes the callers: in one worker thread hop, or on MariaDB/MySQL and PostgreSQL in
+one round trip from the event loop (:mod:`pannier.store.mysql_wire`, libpq's pipeline). A caller
+that awaited
 :meth:`Store.commit` has its rows durable. If a batch fails, its units are retried one by one
 so one bad unit fails alone.
 """
@@ -567,16 +568,9 @@ class Store:
             log.warning(
                 "store batches go through the driver in a worker thread from now on: %s", exc
             )
+            await self._through_the_thread(batch, writer, exc, mysql_wire.NotForWire)
         except Exception as exc:
-            level = logging.DEBUG if isinstance(exc, mysql_wire.WireError) else logging.WARNING
-            log.log(
-                level,
-                "batch from the event loop failed (%s: %s); through the driver",
-                type(exc).__name__,
-                exc,
-            )
-        writer.close(invalidate=True)
-        await writer.thread.run(self._commit_batch, batch, writer)
+            await self._through_the_thread(batch, writer, exc, mysql_wire.WireError)
 
     async def _pipeline_batch_async(self, batch: list[Unit], writer: _Writer) -> None:
         """PostgreSQL: write ``batch`` from the event loop, its statements and its COMMIT in
@@ -601,15 +595,22 @@ class Store:
             return
         try:
             await run_libpq_pipeline_async(conn, steps, commit=True)
-            return
         except Exception as exc:
-            level = logging.DEBUG if isinstance(exc, sa.exc.DBAPIError) else logging.WARNING
-            log.log(
-                level,
-                "batch from the event loop failed (%s: %s); through the driver",
-                type(exc).__name__,
-                str(exc).splitlines()[0] if str(exc) else "",
-            )
+            await self._through_the_thread(batch, writer, exc, sa.exc.DBAPIError)
+
+    async def _through_the_thread(
+        self, batch: list[Unit], writer: _Writer, exc: Exception, expected: type[Exception]
+    ) -> None:
+        """A batch from the event loop failed: close the writer's connection (the server
+        rolls back what it had) and write the batch in the writer's thread, with its retries
+        and one-by-one fallback. The database's own errors (``expected``) are logged quietly:
+        the retry says what becomes of them."""
+        log.log(
+            logging.DEBUG if isinstance(exc, expected) else logging.WARNING,
+            "batch from the event loop failed (%s: %s); through the driver",
+            type(exc).__name__,
+            (str(exc).splitlines() or [""])[0],
+        )
         writer.close(invalidate=True)
         await writer.thread.run(self._commit_batch, batch, writer)
 
