@@ -277,13 +277,20 @@ def _row_writer(
 
 
 def _usual_type(bind: Any, processor: Callable[[Any], Any] | None) -> type | None:
-    """The Python type a parameter's values have once converted, when it is plain."""
-    if processor is not None:
-        return None  # converted to whatever the dialect wants: the general path decides
+    """The Python type a parameter's values usually have once converted, when it is plain
+    (a hint: the writer checks each value's type before taking the short way)."""
     try:
         python_type = bind.type.python_type
     except NotImplementedError:
         return None
+    if processor is not None:
+        # Converted to whatever the dialect wants: booleans to 1 and 0 on MariaDB/MySQL.
+        if python_type is not bool:
+            return None
+        try:
+            python_type = type(processor(True))
+        except Exception:
+            return None
     return python_type if python_type in (int, str, datetime.datetime) else None
 
 
