@@ -626,24 +626,24 @@ def compile_for_driver(
     constants = {name: binds[name].effective_value for name in names if name not in keys}
     if not set(keys) <= set(names):  # a key the statement does not bind: not ours to drop
         return None
+    by_name = {name: _bind_processor(binds[name], dialect) for name in names}
     processors = [
         (index, processor)
         for index, name in enumerate(names)
-        if (processor := _bind_processor(binds[name], dialect)) is not None
+        if (processor := by_name[name]) is not None
     ]
     for name, value in constants.items():
-        processor = _bind_processor(binds[name], dialect)
+        processor = by_name[name]
         constants[name] = processor(value) if processor is not None else value
     convert = _converter(names, constants, processors, compiled.positional)
     libpq = None
     if dialect.name == "postgresql" and dialect.paramstyle == "pyformat":
         libpq = LibpqForm.of(sql)
     fields = None
-    if not constants and len(set(names)) == len(names):
-        fields = []
-        for name in names:
-            processor = _bind_processor(binds[name], dialect)
-            fields.append(Field(name, processor, _usual_type(binds[name], processor)))
+    if not constants and len(by_name) == len(names):  # each parameter bound once
+        fields = [
+            Field(name, by_name[name], _usual_type(binds[name], by_name[name])) for name in names
+        ]
     return DriverStatement(sql, convert, libpq, fields)
 
 

@@ -516,9 +516,11 @@ class Store:
         """Start fetching message ids ahead of need for the batch's channels whose allocator
         asks for it, in a worker thread of their own, so no later batch waits for them."""
         nursery = self._nursery
+        if nursery is None:
+            return
         for unit in batch:
             channel_store = unit.new_message_for
-            if channel_store is None or nursery is None:
+            if channel_store is None:
                 continue
             sequence = channel_store.sequence
             if sequence.key in self._prefetching or not self.allocator.wants_prefetch(sequence):
