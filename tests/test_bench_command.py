@@ -93,11 +93,24 @@ def test_repeated_runs_are_summed_up_by_their_median_and_range(tmp_path) -> None
     assert text.count("msg/s, ACK p50") == 3  # and every run's own line below
 
 
-def test_a_repeat_below_one_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--repeat", "0", "a whole number of 1 or more"),
+        ("--connections", "0", "a whole number of 1 or more"),
+        ("--messages", "many", "a whole number of 1 or more"),
+        ("--rate", "-5", "a number of 0 or more"),
+        ("--rate", "inf", "a number of 0 or more"),
+    ],
+)
+def test_a_number_out_of_range_is_refused_before_anything_runs(option, value, expected) -> None:
+    """``--connections 0`` once ran, and reported every acknowledged message lost."""
     result = subprocess.run(
-        [str(BIN / "pannier"), "bench", "--repeat", "0"], capture_output=True, text=True
+        [str(BIN / "pannier"), "bench", option, value], capture_output=True, text=True
     )
-    assert result.returncode == 2 and "--repeat must be 1 or more, not 0" in result.stderr
+    assert result.returncode == 2
+    assert f"argument {option}: expected {expected}, not {value!r}" in result.stderr
+    assert "msg/s" not in result.stdout
 
 
 def test_the_check_counts_a_message_that_is_missing_or_stored_twice(tmp_path) -> None:

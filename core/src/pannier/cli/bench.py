@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -844,6 +845,24 @@ def append_results(
         file.write("\n".join(lines) + "\n")
 
 
+def _number(kind: type[int] | type[float], least: float) -> Any:
+    """An argparse type: a number of ``kind`` no smaller than ``least``, refused with a message
+    saying what was expected (``--connections 0`` would otherwise run and report every message
+    lost)."""
+    noun = "a whole number" if kind is int else "a number"
+
+    def convert(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < least:
+            raise argparse.ArgumentTypeError(f"expected {noun} of {least:g} or more, not {text!r}")
+        return value
+
+    return convert
+
+
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scenario",
@@ -866,14 +885,27 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--postgres-url", default=SERVERS["postgres"], help="PostgreSQL server URL")
     parser.add_argument("--storage", choices=STORAGE_MODES, default="DEVELOPMENT")
-    parser.add_argument("--messages", type=int, default=5000, help="messages to send (timed)")
-    parser.add_argument("--warmup", type=int, default=200, help="messages sent before timing")
-    parser.add_argument("--connections", type=int, default=8, help="persistent connections")
     parser.add_argument(
-        "--rate", type=float, default=0.0, help="offered msg/s (open loop); 0: closed loop"
+        "--messages", type=_number(int, 1), default=5000, help="messages to send (timed)"
     )
-    parser.add_argument("--threads", type=int, default=8, help="the channel's processingThreads")
-    parser.add_argument("--channels", type=int, default=10, help="channels (idle scenario)")
+    parser.add_argument(
+        "--warmup", type=_number(int, 0), default=200, help="messages sent before timing"
+    )
+    parser.add_argument(
+        "--connections", type=_number(int, 1), default=8, help="persistent connections"
+    )
+    parser.add_argument(
+        "--rate",
+        type=_number(float, 0),
+        default=0.0,
+        help="offered msg/s (open loop); 0: closed loop",
+    )
+    parser.add_argument(
+        "--threads", type=_number(int, 1), default=8, help="the channel's processingThreads"
+    )
+    parser.add_argument(
+        "--channels", type=_number(int, 0), default=10, help="channels (idle scenario)"
+    )
     parser.add_argument(
         "--cpu-affinity",
         default="",
@@ -882,12 +914,14 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=_number(int, 1),
         default=1,
         help="engine processes sharing the listener (pannier run --workers); CPU and RSS "
         "are summed over them",
     )
-    parser.add_argument("--settle", type=float, default=3.0, help="idle: seconds before sampling")
+    parser.add_argument(
+        "--settle", type=_number(float, 0), default=3.0, help="idle: seconds before sampling"
+    )
     parser.add_argument(
         "--out-dir",
         help="parent folder of the File Writer's output (default: the run's temporary folder); "
@@ -907,7 +941,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--repeat",
-        type=int,
+        type=_number(int, 1),
         default=1,
         help="run the scenario (or the standard set, round after round) this many times and "
         "report each one's median and range too",
@@ -919,9 +953,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     command = "pannier bench " + " ".join(sys.argv[2:])
     runs = [(args.scenario, [])] if not args.standard else STANDARD
-    if args.repeat < 1:
-        print(f"pannier bench: --repeat must be 1 or more, not {args.repeat}", file=sys.stderr)
-        return 2
     parser = argparse.ArgumentParser()
     _configure(parser)
     results = []
