@@ -30,10 +30,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The standard scenario set (SQLite, MariaDB, PostgreSQL; PRODUCTION, DEVELOPMENT, DISABLED;
-# the bare echo ceiling; idle RSS), appended to bench/RESULTS.md. BENCH_ARGS adds options;
-# the engine is pinned to a CPU (docs/operations.md, CPU affinity) unless BENCH_ARGS says else.
-# The set runs BENCH_REPEAT rounds and reports each scenario's median and range: one run is
-# one sample of a machine whose speed drifts (3 rounds: about 5 minutes here).
+# the bare echo ceiling; idle RSS), appended to bench/RESULTS.md; the scenarios of a database
+# server it cannot reach are skipped and named (--mysql-url, --postgres-url point elsewhere).
+# BENCH_ARGS adds options; the engine is pinned to a CPU (docs/operations.md, CPU affinity)
+# unless BENCH_ARGS says else. The set runs BENCH_REPEAT rounds and reports each scenario's
+# median and range: one run is one sample of a machine whose speed drifts (3 rounds: about
+# 5 minutes here).
 BENCH_ARGS ?= --cpu-affinity auto
 BENCH_REPEAT ?= 3
 bench: $(STAMP)

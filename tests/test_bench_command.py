@@ -143,3 +143,69 @@ def test_the_load_generator_keeps_off_a_pinned_engine_and_gets_its_cpus_back() -
     finally:
         engine.kill()
         engine.wait()
+
+
+def test_a_server_that_cannot_be_reached_is_named_with_the_option_to_change(
+    mysql_url: str, postgres_url: str
+) -> None:
+    """``make bench`` on a machine without MariaDB: the set says which server it could not
+    reach and how to point it elsewhere, instead of failing scenario after scenario."""
+    import argparse
+
+    from pannier.cli.bench import unreachable_servers
+
+    port = _closed_port()
+    missing = unreachable_servers(
+        argparse.Namespace(
+            mysql_url=f"mysql+pymysql://root@127.0.0.1:{port}/", postgres_url=postgres_url
+        )
+    )
+    assert list(missing) == ["mysql"]
+    assert missing["mysql"].startswith(
+        f"cannot reach the MariaDB/MySQL server at 127.0.0.1:{port} (--mysql-url): "
+    )
+    assert "refused" in missing["mysql"].lower()
+    reachable = argparse.Namespace(mysql_url=mysql_url, postgres_url=postgres_url)
+    assert unreachable_servers(reachable) == {}
+
+
+def test_the_standard_set_skips_the_scenarios_of_a_missing_server(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """Skipped scenarios are said once (on the terminal and in the results file) and do not
+    make the set fail; what could run, ran."""
+    from pannier.cli import bench as module
+
+    port = _closed_port()
+    monkeypatch.setattr(
+        module,
+        "STANDARD",
+        [
+            ("echo", ["--scenario", "echo"]),
+            ("mysql PRODUCTION", ["--database", "mysql", "--storage", "PRODUCTION"]),
+        ],
+    )
+    results = tmp_path / "RESULTS.md"
+    argv = ["pannier", "bench", "--standard", "--repeat", "2", "--messages", "50"]
+    argv += ["--warmup", "5", "--mysql-url", f"mysql+pymysql://root@127.0.0.1:{port}/"]
+    argv += ["--results", str(results)]
+    monkeypatch.setattr(sys, "argv", argv)
+    parser = __import__("argparse").ArgumentParser()
+    module._configure(parser)
+    assert module._run(parser.parse_args(argv[2:])) == 0
+    out, err = capsys.readouterr()
+    said = f"mysql PRODUCTION: skipped: cannot reach the MariaDB/MySQL server at 127.0.0.1:{port}"
+    assert err.count(said) == 1
+    runs = [line for line in out.splitlines() if line.startswith("bare echo, 8 conn:")]
+    assert len(runs) == 2 and "  bare echo, 8 conn: median " in out
+    text = results.read_text()
+    assert "Not run:" in text and said in text
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -554,6 +554,37 @@ def database(kind: str, folder: Path, server: str | None) -> Iterator[str]:
         admin.dispose()
 
 
+SERVER_NAMES = {
+    "mysql": ("MariaDB/MySQL", "--mysql-url"),
+    "postgres": ("PostgreSQL", "--postgres-url"),
+}
+
+
+def unreachable_servers(args: argparse.Namespace) -> dict[str, str]:
+    """The database servers of the standard set that cannot be reached, each with why (the
+    server, the option that names it, the driver's answer): their scenarios are skipped, each
+    said once, so that ``make bench`` on a machine with SQLite alone measures what it can."""
+    missing = {}
+    for kind, url in (("mysql", args.mysql_url), ("postgres", args.postgres_url)):
+        name, option = SERVER_NAMES[kind]
+        where = url
+        try:
+            target = sa.engine.make_url(url)
+            where = f"{target.host or 'localhost'}:{target.port or 'its default port'}"
+            probe = sa.create_engine(
+                target, poolclass=sa.NullPool, connect_args={"connect_timeout": 5}
+            )
+            try:
+                with probe.connect():
+                    pass
+            finally:
+                probe.dispose()
+        except Exception as exc:  # refused, unknown host, bad credentials, no driver
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            missing[kind] = f"cannot reach the {name} server at {where} ({option}): {reason}"
+    return missing
+
+
 def verify(
     url: str,
     channel_id: str,
@@ -817,6 +848,7 @@ def append_results(
     results: list[Result],
     title: str,
     summaries: list[dict[str, Any]] | None = None,
+    skipped: list[str] | None = None,
 ) -> None:
     lines = [
         "",
@@ -827,6 +859,8 @@ def append_results(
         f"- Command: `{command}`",
         "",
     ]
+    if skipped:
+        lines += ["Not run:", "", *[f"- {line}" for line in skipped], ""]
     if summaries:
         lines += ["Medians of the runs:", "", "```", *map(summary_line, summaries), "```", ""]
         lines += ["Every run, in the order run:", ""]
@@ -958,6 +992,8 @@ def _run(args: argparse.Namespace) -> int:
     results = []
     by_label: dict[str, list[Result]] = {}
     failed = False
+    unreachable = unreachable_servers(args) if args.standard else {}
+    skipped: list[str] = []
     # Round after round through the whole set: each scenario's runs are spread over the time
     # the set takes, so a slow spell of the machine does not fall on one scenario alone.
     for _round in range(args.repeat):
@@ -965,6 +1001,11 @@ def _run(args: argparse.Namespace) -> int:
             run_args = parser.parse_args([*sys.argv[2:], *extra]) if args.standard else args
             if args.standard:
                 run_args.standard = False
+            if run_args.scenario != "echo" and run_args.database in unreachable:
+                if _round == 0:
+                    skipped.append(f"{label}: skipped: {unreachable[run_args.database]}")
+                    print(skipped[-1], file=sys.stderr)
+                continue
             try:
                 result = run_scenario(run_args)
             except Exception as exc:  # one unreachable server does not end the whole set
@@ -989,7 +1030,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(json.dumps({"summary": summary}))
     if args.results and results:
         title = "pannier bench, standard set" if args.standard else "pannier bench"
-        append_results(Path(args.results), command, results, title, summaries)
+        append_results(Path(args.results), command, results, title, summaries, skipped)
     return 1 if failed else 0
 
 
