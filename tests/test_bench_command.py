@@ -209,3 +209,41 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_a_sample_saved_with_editor_line_ends_is_sent_as_hl7(tmp_path) -> None:
+    """A message pasted into an editor ends its lines with LF (or CRLF); the generator sends
+    CR-separated segments and writes each control id into MSH-10, also when MSH-10 was
+    empty (a value-based replacement would have hit the empty MSH-8 instead)."""
+    from pannier.cli.bench import make_frames, read_sample
+
+    sample = tmp_path / "mine.hl7"
+    sample.write_bytes(
+        b"MSH|^~\\&|LAB|HOSP|PANNIER|CLINIC|20261206120000||ORU^R01||P|2.5.1\r\n"
+        b"PID|1||123^^^HOSP^MR||Doe^Jane\r\n"
+        b"OBX|1|NM|GLU^Glucose||5.4|mmol/L|||||F\r\n\r\n"
+    )
+    ((control, frame),) = make_frames(read_sample(sample), 12, 1)
+    message = frame[1:-2]
+    assert b"\n" not in message and message.count(b"\r") == 3 and message.endswith(b"F\r")
+    header = message.split(b"\r")[0].split(b"|")
+    assert header[9] == control.encode() and header[7] == b"" and header[8] == b"ORU^R01"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"PID|1||123\r", "expected an HL7 v2 message starting with 'MSH|'"),
+        (b"MSH|^~\\&|LAB|HOSP\r", "the MSH segment stops before MSH-12"),
+    ],
+)
+def test_a_sample_that_cannot_carry_control_ids_is_refused_at_once(
+    tmp_path, content, expected
+) -> None:
+    sample = tmp_path / "bad.hl7"
+    sample.write_bytes(content)
+    result = subprocess.run(
+        [str(BIN / "pannier"), "bench", "--sample", str(sample)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert f"pannier bench: --sample {sample}: {expected}" in result.stderr

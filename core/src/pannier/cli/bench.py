@@ -86,7 +86,8 @@ if importlib.util.find_spec("MySQLdb") is not None:  # pannier[mysqlclient] inst
         ),
     ]
 
-SAMPLE = Path(__file__).resolve().parents[4] / "tests" / "fixtures" / "hl7" / "adt_a01_10seg.hl7"
+#: The 10-segment ADT the targets are measured with (synthetic; shipped with pannier-core).
+SAMPLE = Path(__file__).resolve().with_name("bench_sample.hl7")
 
 
 @dataclass
@@ -302,16 +303,44 @@ async def drive(port: int, frames: list[tuple[str, bytes]], connections: int, ra
     return load
 
 
+class SampleError(ValueError):
+    """The ``--sample`` file cannot be sent as it is; the text says why."""
+
+
+def read_sample(path: str | Path) -> bytes:
+    """The HL7 v2 message of ``path`` as the load generator sends it: segments separated by CR
+    whatever line ends the file was saved with (an editor's LF or CRLF), one CR at the end.
+    Raises :class:`SampleError` when it is not a message whose MSH-10 can carry the
+    generator's control ids (every acknowledged message is looked up by it afterwards)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SampleError(f"--sample {path}: {exc.strerror or exc}") from None
+    text = data.replace(b"\r\n", b"\r").replace(b"\n", b"\r").strip(b"\r \t") + b"\r"
+    if not text.startswith(b"MSH|"):
+        raise SampleError(
+            f"--sample {path}: expected an HL7 v2 message starting with 'MSH|', found {text[:20]!r}"
+        )
+    if len(text.split(b"\r", 1)[0].split(b"|")) < 12:
+        raise SampleError(
+            f"--sample {path}: the MSH segment stops before MSH-12 (the version); the load "
+            "generator writes its control ids into MSH-10"
+        )
+    return text
+
+
 def make_frames(
     template: bytes, prefix: int, count: int, tag: str = "PB"
 ) -> list[tuple[str, bytes]]:
-    """``count`` framed copies of ``template``, each with its own MSH-10 control id."""
-    msh = template.split(b"\r", 1)[0].split(b"|")
-    old = b"|" + msh[9] + b"|"
+    """``count`` framed copies of ``template`` (:func:`read_sample`), each with its own MSH-10
+    control id."""
+    header, separator, rest = template.partition(b"\r")
+    fields = header.split(b"|")
     frames = []
     for i in range(count):
         control = f"{tag}{prefix:04d}{i:06d}"
-        frames.append((control, START + template.replace(old, f"|{control}|".encode(), 1) + END))
+        fields[9] = control.encode()
+        frames.append((control, START + b"|".join(fields) + separator + rest + END))
     return frames
 
 
@@ -657,7 +686,7 @@ def summarise(result: Result, load: Load, total: int) -> None:
 
 
 def run_scenario(args: argparse.Namespace) -> Result:
-    template = Path(args.sample).read_bytes()
+    template = read_sample(args.sample)
     frames = make_frames(template, os.getpid() % 10000, args.messages)
     warmup = make_frames(template, os.getpid() % 10000, args.warmup, tag="PW")
     result = Result(
@@ -961,7 +990,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="parent folder of the File Writer's output (default: the run's temporary folder); "
         "/dev/shm takes the disk's file-creation cost out of the measurement",
     )
-    parser.add_argument("--sample", default=str(SAMPLE), help="the HL7 message to send")
+    parser.add_argument(
+        "--sample",
+        default=str(SAMPLE),
+        help="the HL7 v2 message to send (each copy gets its own MSH-10); default: a 10-segment "
+        "ADT^A01",
+    )
     parser.add_argument(
         "--profile",
         help="record a py-spy profile of the engine to this file (.txt collapsed stacks, .svg, "
@@ -986,6 +1020,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     command = "pannier bench " + " ".join(sys.argv[2:])
+    try:
+        read_sample(args.sample)
+    except SampleError as exc:
+        print(f"pannier bench: {exc}", file=sys.stderr)
+        return 2
     runs = [(args.scenario, [])] if not args.standard else STANDARD
     parser = argparse.ArgumentParser()
     _configure(parser)
