@@ -247,3 +247,24 @@ def test_a_sample_that_cannot_carry_control_ids_is_refused_at_once(
     )
     assert result.returncode == 2
     assert f"pannier bench: --sample {sample}: {expected}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        ("--out-dir", "expected an existing folder"),
+        ("--results", "the folder {missing} does not exist"),
+    ],
+)
+def test_a_folder_to_write_to_that_is_missing_is_refused_before_measuring(
+    tmp_path, option, expected
+) -> None:
+    """Found out only after the runs, a missing results folder lost what they measured."""
+    missing = tmp_path / "nowhere"
+    target = missing if option == "--out-dir" else missing / "RESULTS.md"
+    result = subprocess.run(
+        [str(BIN / "pannier"), "bench", option, str(target)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert f"pannier bench: {option} {target}: {expected.format(missing=missing)}" in result.stderr
+    assert "msg/s" not in result.stdout

@@ -1018,12 +1018,29 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print each result as JSON too")
 
 
+def _path_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the folders the run writes to, if anything."""
+    if args.out_dir and not Path(args.out_dir).is_dir():
+        return f"--out-dir {args.out_dir}: expected an existing folder"
+    if args.results:
+        folder = Path(args.results).parent
+        if not folder.is_dir():
+            return f"--results {args.results}: the folder {folder} does not exist"
+        if not os.access(folder, os.W_OK):
+            return f"--results {args.results}: the folder {folder} is not writable"
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     command = "pannier bench " + " ".join(sys.argv[2:])
     try:
         read_sample(args.sample)
     except SampleError as exc:
         print(f"pannier bench: {exc}", file=sys.stderr)
+        return 2
+    problem = _path_problem(args)
+    if problem:  # said now, not after minutes of measuring
+        print(f"pannier bench: {problem}", file=sys.stderr)
         return 2
     runs = [(args.scenario, [])] if not args.standard else STANDARD
     parser = argparse.ArgumentParser()
