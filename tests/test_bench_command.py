@@ -268,3 +268,78 @@ def test_a_folder_to_write_to_that_is_missing_is_refused_before_measuring(
     assert result.returncode == 2
     assert f"pannier bench: {option} {target}: {expected.format(missing=missing)}" in result.stderr
     assert "msg/s" not in result.stdout
+
+
+OWN_CHANNEL = """\
+id = "6f1c0e2a-8b1d-4c6e-9a5f-3d2b7c9e1f00"
+name = "ADT to archive"
+
+[properties]
+messageStorageMode = "PRODUCTION"
+
+[source]
+transportName = "TCP Listener"
+responseVariable = "{response}"
+
+[source.properties]
+host = "0.0.0.0"
+port = 6661
+
+[[destinations]]
+metaDataId = 1
+name = "Archive"
+transportName = "File Writer"
+
+[destinations.properties]
+directory = "{out}"
+outputPattern = "${{message.messageId}}.hl7"
+"""
+
+
+@pytest.mark.slow
+def test_a_users_own_channel_is_measured_as_it_is(tmp_path) -> None:
+    """``--channel``: the user's channel file runs as written (its storage mode, its
+    destinations), only its listener moved to a free local port; every ACK is checked in the
+    store as for the built-in channel."""
+    out = tmp_path / "archive"
+    channel = tmp_path / "adt.toml"
+    channel.write_text(
+        OWN_CHANNEL.format(response="Auto-generate (Destinations completed)", out=out)
+    )
+    (result,) = bench("--channel", str(channel), "--messages", "60", "--warmup", "5")
+    assert result["storage"] == "PRODUCTION" and result["errors"] == 0
+    assert result["acknowledged"] == result["stored"] == 65 and result["lost"] == 0
+    assert len(list(out.iterdir())) == 65  # its File Writer wrote them
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("TCP Listener", "File Reader"), "its source is a File Reader"),
+        (("Auto-generate (Destinations completed)", "None"), "its source answers nothing"),
+    ],
+)
+def test_a_channel_the_load_generator_cannot_drive_is_refused_at_once(
+    tmp_path, change, expected
+) -> None:
+    channel = tmp_path / "adt.toml"
+    text = OWN_CHANNEL.format(response="Auto-generate (Destinations completed)", out=tmp_path)
+    channel.write_text(text.replace(*change))
+    result = subprocess.run(
+        [str(BIN / "pannier"), "bench", "--channel", str(channel)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert f"pannier bench: --channel {channel}: {expected}" in result.stderr
+
+
+def test_a_channel_with_the_standard_set_is_refused(tmp_path) -> None:
+    channel = tmp_path / "adt.toml"
+    channel.write_text(
+        OWN_CHANNEL.format(response="Auto-generate (Destinations completed)", out=tmp_path)
+    )
+    result = subprocess.run(
+        [str(BIN / "pannier"), "bench", "--standard", "--channel", str(channel)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "--channel measures one channel" in result.stderr

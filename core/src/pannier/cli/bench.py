@@ -9,6 +9,9 @@ database (or, with storage DISABLED, the written files): every acknowledged mess
 exactly once. The engine runs in its own process so that the load generator does not share its
 interpreter, as in production; the numbers are the engine's, measured from outside.
 
+``--channel FILE`` runs the user's own channel instead (TOML or Mirth XML; its listener moved
+to a free local port, everything else as written), with ``--sample FILE`` as the message.
+
 ``--scenario echo`` measures a bare trio MLLP ACK server driven the same way: the ceiling of
 this machine for this client. ``--scenario idle`` deploys ``--channels`` channels and reports
 the engine's resident memory at rest.
@@ -47,6 +50,8 @@ import sqlalchemy as sa
 import trio
 
 from pannier.extensions import CliCommand
+from pannier.model.channel import Channel
+from pannier.model.mirth_xml import channel_to_toml
 
 START, END = b"\x0b", b"\x1c\x0d"
 SERVERS = {
@@ -266,6 +271,10 @@ class Load:
     seconds: float = 0.0
 
 
+ACK_WAIT_SECONDS = 60
+"""How long a connection of the load generator waits for an answer before it gives up."""
+
+
 async def drive(port: int, frames: list[tuple[str, bytes]], connections: int, rate: float) -> Load:
     """Send ``frames`` over ``connections`` persistent connections; closed loop (each
     connection sends its next message when the previous one is acknowledged) or, with
@@ -285,9 +294,12 @@ async def drive(port: int, frames: list[tuple[str, bytes]], connections: int, ra
                     await trio.sleep_until(due)
                 try:
                     await stream.send_all(frame)
-                    with trio.fail_after(60):
+                    with trio.fail_after(ACK_WAIT_SECONDS):
                         ack = await read_frame(stream, buffer)
-                except (trio.TooSlowError, EOFError, OSError, trio.BrokenResourceError) as exc:
+                except trio.TooSlowError:
+                    load.errors.append(f"{control}: no answer within {ACK_WAIT_SECONDS} s")
+                    return
+                except (EOFError, OSError, trio.BrokenResourceError) as exc:
                     load.errors.append(f"{control}: {type(exc).__name__}: {exc}")
                     return
                 load.latencies.append(trio.current_time() - due)
@@ -342,6 +354,56 @@ def make_frames(
         fields[9] = control.encode()
         frames.append((control, START + b"|".join(fields) + separator + rest + END))
     return frames
+
+
+def channel_for_bench(path: str | Path, connections: int) -> Channel:
+    """The user's channel (TOML channel file or Mirth XML) made ready to be driven: its TCP
+    Listener bound to 127.0.0.1 on a port the engine picks (read from its log), with room for
+    the generator's connections. Raises :class:`SampleError` when the load generator cannot
+    drive it: a source other than a TCP Listener, no response to wait for, TLS, or frames
+    other than MLLP's."""
+    from pannier.cli.channel_commands import read_channel
+    from pannier.properties import get_bool, get_int
+
+    try:
+        channel = read_channel(path)
+    except Exception as exc:  # the reader's own message names the file and the key
+        raise SampleError(f"--channel {path}: {exc}") from None
+    source = channel.source
+    props = source.properties
+    if source.transportName != "TCP Listener":
+        raise SampleError(
+            f"--channel {path}: its source is a {source.transportName}; the load generator "
+            "sends MLLP to a TCP Listener"
+        )
+    if source.source.responseVariable == "None":
+        raise SampleError(
+            f"--channel {path}: its source answers nothing (responseVariable = None); the "
+            "load generator waits for an ACK after each message"
+        )
+    if not source.source.respondAfterProcessing:
+        raise SampleError(
+            f"--channel {path}: its source queue is on (respondAfterProcessing = false): the "
+            "ACKs would come before processing, and the bench would measure receiving only"
+        )
+    framing = (
+        str(props.get("startOfMessageBytes", "0B")).upper(),
+        str(props.get("endOfMessageBytes", "1C0D")).upper(),
+    )
+    if framing != ("0B", "1C0D"):
+        raise SampleError(
+            f"--channel {path}: its listener frames messages with {framing[0]} ... "
+            f"{framing[1]}; the load generator frames MLLP (0B ... 1C0D)"
+        )
+    if get_bool(props, "tlsEnabled", False):
+        raise SampleError(f"--channel {path}: its listener uses TLS; the load generator does not")
+    source.properties = {
+        **props,
+        "host": "127.0.0.1",
+        "port": 0,
+        "maxConnections": max(get_int(props, "maxConnections", 10), connections),
+    }
+    return channel
 
 
 # --- the engine under test ------------------------------------------------------------------
@@ -488,6 +550,7 @@ class EngineProcess:
         out: Path,
         workers: int = 1,
         cpu_affinity: str = "",
+        channel: Channel | None = None,
     ) -> None:
         self.folder = folder
         self.workers = workers
@@ -495,6 +558,10 @@ class EngineProcess:
         self.out.mkdir(exist_ok=True)
         (folder / "channels").mkdir()
         self.ids = []
+        if channel is not None:  # the user's own (channel_for_bench), instead of generated ones
+            self.ids.append(channel.id)
+            (folder / "channels" / "c0.toml").write_text(channel_to_toml(channel))
+            channels = 0
         for n in range(channels):
             channel_id = str(uuid.uuid4())
             self.ids.append(channel_id)
@@ -711,7 +778,11 @@ def run_scenario(args: argparse.Namespace) -> Result:
         summarise(result, load, len(frames))
         return result
 
-    result.database, result.storage = args.database, args.storage
+    channel = channel_for_bench(args.channel, args.connections) if args.channel else None
+    storage: str = args.storage or (
+        channel.properties.messageStorageMode.name if channel is not None else "DEVELOPMENT"
+    )
+    result.database, result.storage = args.database, storage
     mysql_url = args.mysql_url
     if args.mysql_driver:
         scheme, _, rest = mysql_url.partition("://")
@@ -727,12 +798,13 @@ def run_scenario(args: argparse.Namespace) -> Result:
             engine = EngineProcess(
                 folder,
                 url,
-                args.storage,
+                storage,
                 channels,
                 args.threads,
                 out,
                 args.workers,
                 args.cpu_affinity,
+                channel,
             )
             result.workers = args.workers
             cleanup = ExitStack()
@@ -743,11 +815,13 @@ def run_scenario(args: argparse.Namespace) -> Result:
                     result.rss_idle_mib = rss_mib(engine.pid)
                     result.notes.append(f"{len(ports)} channels deployed on {args.database}")
                     return result
-                port = ports["bench 0"]
+                port = ports[channel.name if channel is not None else "bench 0"]
                 time.sleep(0.5)
                 result.rss_idle_mib = rss_mib(engine.pid)
                 cleanup.enter_context(off_engine_cpus(engine.pid))
-                trio.run(drive, port, warmup, args.connections, 0.0)
+                warmed = trio.run(drive, port, warmup, args.connections, 0.0)
+                for error in warmed.errors[:5]:
+                    result.notes.append(f"error in the warm-up: {error}")
                 if args.profile:
                     profiler = subprocess.Popen(
                         [
@@ -795,10 +869,17 @@ def run_scenario(args: argparse.Namespace) -> Result:
                 if args.out_dir and args.scenario == "idle":
                     shutil.rmtree(out, ignore_errors=True)
             summarise(result, load, len(frames))
-            acked = load.acknowledged + [c for c, _f in warmup]
-            counts = verify(
-                url, engine.ids[0], engine.out / "c0", args.storage, acked, result.notes
-            )
+            acked = load.acknowledged + warmed.acknowledged
+            if channel is not None and storage in ("DISABLED", "METADATA"):
+                # Nothing of the messages is stored, and the channel's destinations are its
+                # own: there is nothing here to count them in.
+                result.acknowledged = len(acked)
+                result.notes.append(
+                    f"not verified: with storage {storage} no content is stored to find the "
+                    "acknowledged messages in"
+                )
+                return result
+            counts = verify(url, engine.ids[0], engine.out / "c0", storage, acked, result.notes)
             result.acknowledged = len(acked)
             result.stored, result.lost = counts["stored"], counts["lost"]
             result.duplicated, result.rows = counts["duplicated"], counts["rows"]
@@ -806,7 +887,7 @@ def run_scenario(args: argparse.Namespace) -> Result:
                 shutil.rmtree(out, ignore_errors=True)
             if counts["lost"] or counts["duplicated"]:
                 result.notes.append("VERIFICATION FAILED: acknowledged messages lost/duplicated")
-            if counts["rows"] and counts["rows"] != len(set(acked)):
+            if counts["rows"] and not load.errors and counts["rows"] != len(set(acked)):
                 result.notes.append(
                     f"VERIFICATION FAILED: {counts['rows']} D_M rows for {len(set(acked))} "
                     "acknowledged messages"
@@ -947,7 +1028,20 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="the MariaDB/MySQL driver (default: the URL's); mysqldb is pannier[mysqlclient]",
     )
     parser.add_argument("--postgres-url", default=SERVERS["postgres"], help="PostgreSQL server URL")
-    parser.add_argument("--storage", choices=STORAGE_MODES, default="DEVELOPMENT")
+    parser.add_argument(
+        "--storage",
+        choices=STORAGE_MODES,
+        help="the channel's message storage (default: DEVELOPMENT; with --channel, the "
+        "channel's own)",
+    )
+    parser.add_argument(
+        "--channel",
+        metavar="FILE",
+        help="measure this channel (a TOML channel file or a Mirth channel XML) instead of the "
+        "built-in one; its source must be a TCP Listener that answers with an ACK (it is bound "
+        "to 127.0.0.1 on a free port), and its destinations send for real: point them at test "
+        "systems",
+    )
     parser.add_argument(
         "--messages", type=_number(int, 1), default=5000, help="messages to send (timed)"
     )
@@ -1038,6 +1132,19 @@ def _run(args: argparse.Namespace) -> int:
     except SampleError as exc:
         print(f"pannier bench: {exc}", file=sys.stderr)
         return 2
+    if args.channel:
+        if args.standard or args.scenario != "engine":
+            print(
+                "pannier bench: --channel measures one channel (the engine scenario); the "
+                "standard set and the echo and idle scenarios use the built-in one",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            channel_for_bench(args.channel, args.connections)
+        except SampleError as exc:
+            print(f"pannier bench: {exc}", file=sys.stderr)
+            return 2
     problem = _path_problem(args)
     if problem:  # said now, not after minutes of measuring
         print(f"pannier bench: {problem}", file=sys.stderr)
