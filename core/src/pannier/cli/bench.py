@@ -315,26 +315,27 @@ async def drive(port: int, frames: list[tuple[str, bytes]], connections: int, ra
     return load
 
 
-class SampleError(ValueError):
-    """The ``--sample`` file cannot be sent as it is; the text says why."""
+class BenchInputError(ValueError):
+    """A file given to the bench (``--sample``, ``--channel``) cannot be used as it is; the
+    text says why."""
 
 
 def read_sample(path: str | Path) -> bytes:
     """The HL7 v2 message of ``path`` as the load generator sends it: segments separated by CR
     whatever line ends the file was saved with (an editor's LF or CRLF), one CR at the end.
-    Raises :class:`SampleError` when it is not a message whose MSH-10 can carry the
+    Raises :class:`BenchInputError` when it is not a message whose MSH-10 can carry the
     generator's control ids (every acknowledged message is looked up by it afterwards)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise SampleError(f"--sample {path}: {exc.strerror or exc}") from None
+        raise BenchInputError(f"--sample {path}: {exc.strerror or exc}") from None
     text = data.replace(b"\r\n", b"\r").replace(b"\n", b"\r").strip(b"\r \t") + b"\r"
     if not text.startswith(b"MSH|"):
-        raise SampleError(
+        raise BenchInputError(
             f"--sample {path}: expected an HL7 v2 message starting with 'MSH|', found {text[:20]!r}"
         )
     if len(text.split(b"\r", 1)[0].split(b"|")) < 12:
-        raise SampleError(
+        raise BenchInputError(
             f"--sample {path}: the MSH segment stops before MSH-12 (the version); the load "
             "generator writes its control ids into MSH-10"
         )
@@ -356,33 +357,33 @@ def make_frames(
     return frames
 
 
-def channel_for_bench(path: str | Path, connections: int) -> Channel:
+def channel_for_bench(path: str | Path, connections: int, port: int = 0) -> Channel:
     """The user's channel (TOML channel file or Mirth XML) made ready to be driven: its TCP
-    Listener bound to 127.0.0.1 on a port the engine picks (read from its log), with room for
-    the generator's connections. Raises :class:`SampleError` when the load generator cannot
-    drive it: a source other than a TCP Listener, no response to wait for, TLS, or frames
-    other than MLLP's."""
+    Listener bound to 127.0.0.1 on ``port`` (0: one the engine picks, read from its log), with
+    room for the generator's connections. Raises :class:`BenchInputError` when the load
+    generator cannot drive it: a source other than a TCP Listener, no response to wait for, a
+    source queue, TLS, or frames other than MLLP's."""
     from pannier.cli.channel_commands import read_channel
     from pannier.properties import get_bool, get_int
 
     try:
         channel = read_channel(path)
     except Exception as exc:  # the reader's own message names the file and the key
-        raise SampleError(f"--channel {path}: {exc}") from None
+        raise BenchInputError(f"--channel {path}: {exc}") from None
     source = channel.source
     props = source.properties
     if source.transportName != "TCP Listener":
-        raise SampleError(
+        raise BenchInputError(
             f"--channel {path}: its source is a {source.transportName}; the load generator "
             "sends MLLP to a TCP Listener"
         )
     if source.source.responseVariable == "None":
-        raise SampleError(
+        raise BenchInputError(
             f"--channel {path}: its source answers nothing (responseVariable = None); the "
             "load generator waits for an ACK after each message"
         )
     if not source.source.respondAfterProcessing:
-        raise SampleError(
+        raise BenchInputError(
             f"--channel {path}: its source queue is on (respondAfterProcessing = false): the "
             "ACKs would come before processing, and the bench would measure receiving only"
         )
@@ -391,16 +392,18 @@ def channel_for_bench(path: str | Path, connections: int) -> Channel:
         str(props.get("endOfMessageBytes", "1C0D")).upper(),
     )
     if framing != ("0B", "1C0D"):
-        raise SampleError(
+        raise BenchInputError(
             f"--channel {path}: its listener frames messages with {framing[0]} ... "
             f"{framing[1]}; the load generator frames MLLP (0B ... 1C0D)"
         )
     if get_bool(props, "tlsEnabled", False):
-        raise SampleError(f"--channel {path}: its listener uses TLS; the load generator does not")
+        raise BenchInputError(
+            f"--channel {path}: its listener uses TLS; the load generator does not"
+        )
     source.properties = {
         **props,
         "host": "127.0.0.1",
-        "port": 0,
+        "port": port,
         "maxConnections": max(get_int(props, "maxConnections", 10), connections),
     }
     return channel
@@ -778,7 +781,10 @@ def run_scenario(args: argparse.Namespace) -> Result:
         summarise(result, load, len(frames))
         return result
 
-    channel = channel_for_bench(args.channel, args.connections) if args.channel else None
+    channel = None
+    if args.channel:  # several workers share one fixed port, as for the built-in channel
+        port = _free_port() if args.workers > 1 else 0
+        channel = channel_for_bench(args.channel, args.connections, port)
     storage: str = args.storage or (
         channel.properties.messageStorageMode.name if channel is not None else "DEVELOPMENT"
     )
@@ -1129,7 +1135,7 @@ def _run(args: argparse.Namespace) -> int:
     command = "pannier bench " + " ".join(sys.argv[2:])
     try:
         read_sample(args.sample)
-    except SampleError as exc:
+    except BenchInputError as exc:
         print(f"pannier bench: {exc}", file=sys.stderr)
         return 2
     if args.channel:
@@ -1142,7 +1148,7 @@ def _run(args: argparse.Namespace) -> int:
             return 2
         try:
             channel_for_bench(args.channel, args.connections)
-        except SampleError as exc:
+        except BenchInputError as exc:
             print(f"pannier bench: {exc}", file=sys.stderr)
             return 2
     problem = _path_problem(args)
