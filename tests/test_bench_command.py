@@ -4,6 +4,7 @@ there. (Its numbers are not asserted: performance lives in bench/RESULTS.md.)"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -150,8 +151,6 @@ def test_a_server_that_cannot_be_reached_is_named_with_the_option_to_change(
 ) -> None:
     """``make bench`` on a machine without MariaDB: the set says which server it could not
     reach and how to point it elsewhere, instead of failing scenario after scenario."""
-    import argparse
-
     from pannier.cli.bench import unreachable_servers
 
     port = _closed_port()
@@ -190,7 +189,7 @@ def test_the_standard_set_skips_the_scenarios_of_a_missing_server(
     argv += ["--warmup", "5", "--mysql-url", f"mysql+pymysql://root@127.0.0.1:{port}/"]
     argv += ["--results", str(results)]
     monkeypatch.setattr(sys, "argv", argv)
-    parser = __import__("argparse").ArgumentParser()
+    parser = argparse.ArgumentParser()
     module._configure(parser)
     assert module._run(parser.parse_args(argv[2:])) == 0
     out, err = capsys.readouterr()
