@@ -342,3 +342,26 @@ def test_a_channel_with_the_standard_set_is_refused(tmp_path) -> None:
         text=True,
     )
     assert result.returncode == 2 and "--channel measures one channel" in result.stderr
+
+
+def test_a_channel_that_fails_to_deploy_is_reported_with_the_engines_reason(tmp_path) -> None:
+    """The engine runs on without a channel it cannot deploy; the bench says why at once
+    rather than waiting out the start-up limit and dumping the log."""
+    channel = tmp_path / "adt.toml"
+    text = OWN_CHANNEL.format(response="Auto-generate (Destinations completed)", out=tmp_path)
+    channel.write_text(
+        text.replace(
+            "[[destinations]]",
+            '[[source.transformer.steps]]\nkind = "javascript"\nname = "Normalise"\n'
+            'script = "msg"\n\n[[destinations]]',
+        )
+    )
+    result = subprocess.run(
+        [str(BIN / "pannier"), "bench", "--channel", str(channel), "--messages", "10"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert result.returncode == 1
+    assert "engine: FAILED: RuntimeError: channel 'ADT to archive'" in result.stderr
+    assert "failed to deploy" in result.stderr and "did not start" not in result.stderr

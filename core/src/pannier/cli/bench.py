@@ -606,6 +606,10 @@ class EngineProcess:
             ports = {m[1]: int(m[2]) for m in LISTENING.finditer(text)}
             if len(ports) >= expected and (self.workers == 1 or "workers running" in text):
                 return ports
+            failed = [line for line in text.splitlines() if "failed to deploy" in line]
+            if failed:  # the engine runs on without the channel: no listener will come
+                self.kill()
+                raise RuntimeError(failed[0].split("pannier.engine: ", 1)[-1])
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
