@@ -365,3 +365,32 @@ def test_a_channel_that_fails_to_deploy_is_reported_with_the_engines_reason(tmp_
     assert result.returncode == 1
     assert "engine: FAILED: RuntimeError: channel 'ADT to archive'" in result.stderr
     assert "failed to deploy" in result.stderr and "did not start" not in result.stderr
+
+
+def test_the_standard_set_is_held_against_issue_7s_targets_by_median() -> None:
+    """Throughput is a floor, latency and memory ceilings; each judged on the median of the
+    scenario's runs, so one slow run does not fail a scenario and one fast run does not pass
+    it."""
+    from pannier.cli.bench import Result, target_lines
+
+    def engine(throughput: float, p99: float = 5.0, peak: float = 90.0, lost: int = 0) -> Result:
+        return Result(
+            "engine", throughput=throughput, latency_ms={"p99": p99}, rss_peak_mib=peak, lost=lost
+        )
+
+    lines = target_lines(
+        {
+            "mysql DEVELOPMENT": [engine(990), engine(1_010), engine(1_400)],
+            "sqlite DISABLED": [engine(4_500), engine(3_900), engine(3_800)],
+            "mysql DEVELOPMENT at 300 msg/s": [engine(300, p99=9.3), engine(300, p99=70.0)],
+            "idle, 10 channels": [Result("idle", rss_idle_mib=86.4)],
+            "mysql (mysqlclient) DEVELOPMENT": [engine(10, peak=160.0, lost=1)],
+        }
+    )
+    assert "sqlite DISABLED: 3,900 msg/s (target 4,000 msg/s or more) ✗" in lines
+    assert "mysql DEVELOPMENT: 1,010 msg/s (target 1,000 msg/s or more) ✓" in lines
+    assert "mysql DEVELOPMENT at 300 msg/s: p99 39.6 ms (target 50 ms or less) ✓" in lines
+    assert "idle, 10 channels: 86.4 MiB idle (target 100 MiB or less) ✓" in lines
+    assert "peak RSS of one engine under load: 160 MiB (target 150 MiB or less) ✗" in lines
+    assert "acknowledged messages lost 1, duplicated 0 over 9 runs ✗" in lines
+    assert not any(line.startswith("mysql (mysqlclient)") for line in lines)  # no target

@@ -91,6 +91,24 @@ if importlib.util.find_spec("MySQLdb") is not None:  # pannier[mysqlclient] inst
         ),
     ]
 
+#: Issue 7's targets for the standard set on the 2-core reference machine, database on the same
+#: machine (bench/RESULTS.md): label -> (measure, bound). ``msg/s`` is a floor, the others
+#: ceilings. Elsewhere they are a scale to read one's own numbers against, not a verdict.
+TARGETS: dict[str, tuple[str, float]] = {
+    "sqlite PRODUCTION": ("msg/s", 1500),
+    "sqlite DEVELOPMENT": ("msg/s", 1200),
+    "sqlite DISABLED": ("msg/s", 4000),
+    "mysql PRODUCTION": ("msg/s", 1200),
+    "mysql DEVELOPMENT": ("msg/s", 1000),
+    "postgres PRODUCTION": ("msg/s", 1200),
+    "postgres DEVELOPMENT": ("msg/s", 1000),
+    "mysql DEVELOPMENT at 300 msg/s": ("ms p99", 50),
+    "idle, 10 channels": ("MiB idle", 100),
+}
+PEAK_RSS_TARGET_MIB = 150
+"""One engine process under load."""
+
+
 #: The 10-segment ADT the targets are measured with (synthetic; shipped with pannier-core).
 SAMPLE = Path(__file__).resolve().with_name("bench_sample.hl7")
 
@@ -198,6 +216,46 @@ def summarise_runs(runs: list[Result]) -> dict[str, Any]:
     if peaks:
         summary["rss_peak_mib_max"] = max(peaks)
     return summary
+
+
+def target_lines(by_label: dict[str, list[Result]]) -> list[str]:
+    """Each measured scenario that has a target (:data:`TARGETS`) against it: the median of
+    its runs, the bound, and whether it holds; then peak memory and losses over every run."""
+    lines = []
+    for label, (measure, bound) in TARGETS.items():
+        runs = by_label.get(label)
+        if not runs:
+            continue
+        if measure == "msg/s":
+            value = statistics.median(r.throughput for r in runs)
+            held, wanted = value >= bound, f"{bound:,.0f} msg/s or more"
+            shown = f"{value:,.0f} msg/s"
+        elif measure == "ms p99":
+            value = statistics.median(r.latency_ms.get("p99", math.inf) for r in runs)
+            held, wanted, shown = value <= bound, f"{bound:g} ms or less", f"p99 {value:.1f} ms"
+        else:
+            value = statistics.median(r.rss_idle_mib or math.inf for r in runs)
+            held, wanted = value <= bound, f"{bound:g} MiB or less"
+            shown = f"{value:.1f} MiB idle"
+        lines.append(f"{label}: {shown} (target {wanted}) {'✓' if held else '✗'}")
+    engines = [r for group in by_label.values() for r in group if r.scenario == "engine"]
+    single = [r.rss_peak_mib for r in engines if r.workers == 1 and r.rss_peak_mib is not None]
+    if single:
+        peak = max(single)
+        held = peak <= PEAK_RSS_TARGET_MIB
+        lines.append(
+            f"peak RSS of one engine under load: {peak:.0f} MiB "
+            f"(target {PEAK_RSS_TARGET_MIB} MiB or less) {'✓' if held else '✗'}"
+        )
+    if engines:
+        lost = sum(r.lost or 0 for r in engines)
+        duplicated = sum(r.duplicated or 0 for r in engines)
+        clean = lost == 0 and duplicated == 0
+        lines.append(
+            f"acknowledged messages lost {lost}, duplicated {duplicated} over "
+            f"{len(engines)} runs {'✓' if clean else '✗'}"
+        )
+    return lines
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -969,6 +1027,7 @@ def append_results(
     title: str,
     summaries: list[dict[str, Any]] | None = None,
     skipped: list[str] | None = None,
+    targets: list[str] | None = None,
 ) -> None:
     lines = [
         "",
@@ -981,6 +1040,9 @@ def append_results(
     ]
     if skipped:
         lines += ["Not run:", "", *[f"- {line}" for line in skipped], ""]
+    if targets:
+        lines += ["Against issue 7's targets (2-core reference machine), medians:", ""]
+        lines += [*[f"- {line}" for line in targets], ""]
     if summaries:
         lines += ["Medians of the runs:", "", "```", *map(summary_line, summaries), "```", ""]
         lines += ["Every run, in the order run:", ""]
@@ -1201,9 +1263,14 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {summary_line(summary)}")
             if args.json:
                 print(json.dumps({"summary": summary}))
+    targets = target_lines(by_label) if args.standard else []
+    if targets:
+        print("against issue 7's targets (2-core reference machine):")
+        for line in targets:
+            print(f"  {line}")
     if args.results and results:
         title = "pannier bench, standard set" if args.standard else "pannier bench"
-        append_results(Path(args.results), command, results, title, summaries, skipped)
+        append_results(Path(args.results), command, results, title, summaries, skipped, targets)
     return 1 if failed else 0
 
 
